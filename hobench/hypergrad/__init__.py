@@ -1,0 +1,18 @@
+"""The math: training dynamics and exact hypergradients (forward, reverse, online)."""
+
+from hobench.hypergrad.common import Hypergradient
+from hobench.hypergrad.dynamics import Dynamics, adam, gd, momentum
+from hobench.hypergrad.forward import ForwardState, forward
+from hobench.hypergrad.reverse import reverse, unroll
+
+__all__ = [
+    "Dynamics",
+    "ForwardState",
+    "Hypergradient",
+    "adam",
+    "forward",
+    "gd",
+    "momentum",
+    "reverse",
+    "unroll",
+]

@@ -1,0 +1,118 @@
+"""Training dynamics as pure functions over pytrees, in the style of optax.
+
+A `Dynamics` is the map Φ of DESIGN.md section 1: `init(params, hp) -> state` and
+`step(state, hp, batch) -> state`. The hyperparameters `hp` are a dict of tensors and enter every
+computation as tensors, so forward mode (jvp) and reverse mode (vjp) both differentiate them.
+
+Each optimiser hyperparameter (learning rate, momentum, Adam betas) is given either as a float
+(held fixed) or as the name of an entry of `hp` (tuned). Hyperparameters inside the training loss
+(weight decay, per-example weights, an auxiliary-loss weight) are read by the loss itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.func import grad
+from torch.utils._pytree import tree_map
+
+Params = Any  # a pytree of tensors
+State = dict[str, Any]
+HP = dict[str, torch.Tensor]
+Loss = Callable[[Params, HP, Any], torch.Tensor]  # J(params, hp, batch) -> scalar
+Spec = float | str  # a fixed value or the name of a tuned hyperparameter
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    """Φ as a pair of pure functions, plus where the weights live in the state."""
+
+    init: Callable[[Params, HP], State]
+    step: Callable[[State, HP, Any], State]
+
+    @staticmethod
+    def params(state: State) -> Params:
+        return state["w"]
+
+
+def value(hp: HP, spec: Spec) -> torch.Tensor | float:
+    """The value of a hyperparameter given as a fixed float or the name of an entry of `hp`."""
+    if isinstance(spec, str):
+        if spec not in hp:
+            raise KeyError(f"hyperparameter {spec!r} not in hp (has {sorted(hp)})")
+        return hp[spec]
+    return spec
+
+
+def gd(loss: Loss, lr: Spec = "lr") -> Dynamics:
+    """Plain gradient descent: w_t = w_{t-1} − η ∇J_t(w_{t-1})."""
+
+    def init(params: Params, hp: HP) -> State:
+        return {"w": params}
+
+    def step(state: State, hp: HP, batch: Any) -> State:
+        eta = value(hp, lr)
+        g = grad(loss)(state["w"], hp, batch)
+        return {"w": tree_map(lambda w, gw: w - eta * gw, state["w"], g)}
+
+    return Dynamics(init, step)
+
+
+def momentum(loss: Loss, lr: Spec = "lr", mu: Spec = "momentum") -> Dynamics:
+    """Heavy-ball momentum exactly as paper eqs. 3–4.
+
+    v_t = μ v_{t-1} + ∇J_t(w_{t-1});  w_t = w_{t-1} − η v_t.
+    """
+
+    def init(params: Params, hp: HP) -> State:
+        return {"w": params, "v": tree_map(torch.zeros_like, params)}
+
+    def step(state: State, hp: HP, batch: Any) -> State:
+        eta, m = value(hp, lr), value(hp, mu)
+        g = grad(loss)(state["w"], hp, batch)
+        v = tree_map(lambda v, gw: m * v + gw, state["v"], g)
+        w = tree_map(lambda w, vw: w - eta * vw, state["w"], v)
+        return {"w": w, "v": v}
+
+    return Dynamics(init, step)
+
+
+def adam(
+    loss: Loss,
+    lr: Spec = "lr",
+    beta1: Spec = 0.9,
+    beta2: Spec = 0.999,
+    eps: float = 1e-8,
+) -> Dynamics:
+    """Adam with bias correction.
+
+    The update divides by sqrt(v̂ + ε²) rather than sqrt(v̂) + ε: the square root's derivative is
+    infinite at 0, so the usual placement gives 0·∞ = NaN in both differentiation modes whenever a
+    gradient entry is exactly zero. With ε inside, the map is smooth and differs by O(ε).
+    """
+
+    def init(params: Params, hp: HP) -> State:
+        zeros = tree_map(torch.zeros_like, params)
+        first = next(iter(torch.utils._pytree.tree_leaves(params)))
+        count = torch.zeros((), dtype=first.dtype, device=first.device)
+        return {"w": params, "m": zeros, "v": tree_map(torch.zeros_like, params), "count": count}
+
+    def step(state: State, hp: HP, batch: Any) -> State:
+        eta, b1, b2 = value(hp, lr), value(hp, beta1), value(hp, beta2)
+        g = grad(loss)(state["w"], hp, batch)
+        count = state["count"] + 1
+        m = tree_map(lambda m, gw: b1 * m + (1 - b1) * gw, state["m"], g)
+        v = tree_map(lambda v, gw: b2 * v + (1 - b2) * gw * gw, state["v"], g)
+        m_correction = 1 - b1**count
+        v_correction = 1 - b2**count
+
+        def update(w, mw, vw):
+            return w - eta * (mw / m_correction) / torch.sqrt(vw / v_correction + eps**2)
+
+        w = tree_map(update, state["w"], m, v)
+        return {"w": w, "m": m, "v": v, "count": count}
+
+    return Dynamics(init, step)

@@ -1,0 +1,113 @@
+"""Reverse-HG (paper Algorithm 1, eq. 12), with the sum running over every t = 1..T."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from hobench.hypergrad.common import (
+    BatchStream,
+    Hypergradient,
+    InitialState,
+    Outer,
+    detached,
+    initial_state,
+    state_outer,
+)
+from hobench.hypergrad.dynamics import HP, Dynamics, State
+
+
+def unroll(
+    dynamics: Dynamics, s0: State, hp: HP, steps: int, batch_at: BatchStream, keep_last: int
+) -> list[State]:
+    """Run T steps without building a graph; keep only the last `keep_last` + 1 states."""
+    states = [detached(s0)]
+    with torch.no_grad():
+        for t in range(1, steps + 1):
+            states.append(detached(dynamics.step(states[-1], hp, batch_at(t))))
+            if len(states) > keep_last + 1:
+                states.pop(0)
+    return states
+
+
+def _leaves_requiring_grad(tree) -> tuple[list[torch.Tensor], object]:
+    leaves, spec = tree_flatten(tree)
+    return [x.detach().requires_grad_() for x in leaves], spec
+
+
+def _pullback(outputs, inputs: Sequence[torch.Tensor], cotangents=None) -> list[torch.Tensor]:
+    """Σ cotangent · ∂outputs/∂input for each input, zeros where an input is unused."""
+    grads = torch.autograd.grad(outputs, inputs, cotangents, allow_unused=True)
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs, strict=True)]
+
+
+def step_vjp(
+    dynamics: Dynamics, state: State, hp: HP, batch, alpha: State
+) -> tuple[State, dict[str, torch.Tensor]]:
+    """(α_t A_t, α_t B_t): one step recomputed at the stored s_{t-1}, then pulled back."""
+    inputs, spec = _leaves_requiring_grad(state)
+    hp_in = {k: v.detach().requires_grad_() for k, v in hp.items()}
+    with torch.enable_grad():
+        out = dynamics.step(tree_unflatten(inputs, spec), hp_in, batch)
+        grads = _pullback(
+            tree_flatten(out)[0], inputs + list(hp_in.values()), tree_flatten(alpha)[0]
+        )
+    alpha_prev = tree_unflatten(grads[: len(inputs)], spec)
+    return alpha_prev, dict(zip(hp_in, grads[len(inputs) :], strict=True))
+
+
+def reverse(
+    dynamics: Dynamics,
+    s0: InitialState,
+    hp: HP,
+    steps: int,
+    batch_at: BatchStream,
+    outer: Outer,
+    truncate: int | None = None,
+) -> Hypergradient:
+    """Hypergradient of f(λ) = E(s_T, λ) by reverse mode over the training trajectory.
+
+    Inputs: the dynamics Φ, the initial state s_0 (or λ ↦ s_0), hyperparameters λ, T = `steps`,
+    the batch stream, E. With `truncate` = K only the last K steps are differentiated through
+    (FAR-HO's truncated reverse: bias traded for cost; K = T is the full hypergradient).
+
+    Algorithm: s_t = Φ_t(s_{t-1}, λ) for t = 1..T, storing the T+1 states (K+1 when truncated)
+    and no autograd graph; α_T = ∇_s E(s_T); for t = T..1: g += α_t B_t, α_{t-1} = α_t A_t, each
+    by recomputing the single step t at the stored s_{t-1}. Output: ∇f = g + α_0 Z_0 + ∂_λ E.
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if truncate is not None and not 1 <= truncate <= steps:
+        raise ValueError(f"truncate must be in 1..{steps}, got {truncate}")
+    keep = steps if truncate is None else truncate
+    with torch.no_grad():
+        start = initial_state(s0, hp)
+    states = unroll(dynamics, start, hp, steps, batch_at, keep_last=keep)
+    final_state = states[-1]
+
+    # α_T = ∇_s E(s_T), and the direct term ∂_λ E starts the sum.
+    final, spec = _leaves_requiring_grad(final_state)
+    hp_in = {k: v.detach().requires_grad_() for k, v in hp.items()}
+    with torch.enable_grad():
+        value = state_outer(dynamics, outer)(tree_unflatten(final, spec), hp_in)
+        grads = _pullback(value, final + list(hp_in.values()))
+    alpha = tree_unflatten(grads[: len(final)], spec)
+    total = dict(zip(hp, grads[len(final) :], strict=True))
+
+    first_t = steps - keep + 1  # earliest step differentiated through
+    for t in range(steps, first_t - 1, -1):
+        states.pop()  # s_t is no longer needed; s_{t-1} is now last
+        alpha, step_grad = step_vjp(dynamics, states[-1], hp, batch_at(t), alpha)
+        for k in total:
+            total[k] = total[k] + step_grad[k]
+
+    # α_0 Z_0, when s_0 depends on λ and the whole trajectory was differentiated.
+    if callable(s0) and keep == steps:
+        hp_in = {k: v.detach().requires_grad_() for k, v in hp.items()}
+        with torch.enable_grad():
+            start_leaves = tree_flatten(s0(hp_in))[0]
+            grads = _pullback(start_leaves, list(hp_in.values()), tree_flatten(alpha)[0])
+        total = {k: total[k] + g for k, g in zip(hp, grads, strict=True)}
+    return Hypergradient(value.detach(), {k: g.detach() for k, g in total.items()}, final_state)

@@ -1,0 +1,118 @@
+"""What a task is: data + model + inner loss J + outer loss E + hyperparameter space.
+
+A task never knows which strategy drives it. Black-box strategies see `space()` and
+`evaluate(config)`; gradient strategies see `gradient_problem()` and hand the tuned values to
+`finalize(hp)`; both end with the same metrics, so their rows are comparable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from hobench.hypergrad.dynamics import Dynamics
+
+
+@dataclass(frozen=True)
+class HyperParam:
+    """One scalar hyperparameter a black-box strategy can search."""
+
+    name: str
+    low: float
+    high: float
+    default: float
+    log: bool = False
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.low <= self.default <= self.high:
+            raise ValueError(
+                f"{self.name}: default {self.default} outside [{self.low}, {self.high}]"
+            )
+        if self.log and self.low <= 0:
+            raise ValueError(f"{self.name}: a log-scale range needs low > 0")
+
+
+@dataclass
+class Evaluation:
+    """Outcome of training once with a configuration. `val_loss` is what strategies minimise."""
+
+    val_loss: float
+    val_acc: float | None = None
+    test_acc: float | None = None
+    steps: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return not math.isfinite(self.val_loss)
+
+
+@dataclass
+class GradientProblem:
+    """The differentiable inner problem a gradient strategy drives.
+
+    `params0()` gives fresh initial weights; `hp0` the starting hyperparameters (tensors, possibly
+    vectors); `batch_at(t)` the training batch of step t = 1, 2, ... (replayed identically on the
+    way back); `outer(params, hp)` the validation loss E; `project(hp)` maps hyperparameters back
+    onto their constraint set after a hyper-step; `evaluate(params, hp)` reports metrics of
+    trained weights. `steps` is T, the inner steps per hyper-iteration (RTHO ignores it).
+    """
+
+    dynamics: Dynamics
+    params0: Callable[[], Any]
+    hp0: dict[str, torch.Tensor]
+    steps: int
+    batch_at: Callable[[int], Any]
+    outer: Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]
+    project: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+    evaluate: Callable[[Any, dict[str, torch.Tensor]], Evaluation]
+    hyper_lr: float = 0.01
+    val_batch_at: Callable[[int], Any] | None = None
+    outer_on: Callable[[Any, dict[str, torch.Tensor], Any], torch.Tensor] | None = None
+
+
+class Task:
+    """Base class of tasks; subclasses fill in the methods below."""
+
+    name: str = "task"
+
+    def space(self) -> list[HyperParam]:
+        """The low-dimensional space black-box strategies search."""
+        raise NotImplementedError
+
+    def default_config(self) -> dict[str, float]:
+        return {p.name: p.default for p in self.space()}
+
+    def steps_per_evaluation(self) -> int:
+        """Inner steps one call of `evaluate` spends (charged against a step budget)."""
+        raise NotImplementedError
+
+    def evaluate(self, config: dict[str, float]) -> Evaluation:
+        """Train from scratch with `config`; report validation and test metrics."""
+        raise NotImplementedError
+
+    def gradient_problem(self, start: str = "default") -> GradientProblem:
+        """The inner problem for gradient strategies; `start` names the initial hyperparameters."""
+        raise NotImplementedError
+
+    def finalize(self, hp: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """Final protocol for hyperparameters found by a gradient strategy; returns metrics."""
+        raise NotImplementedError
+
+    def finalize_config(self, config: dict[str, float]) -> dict[str, Any]:
+        """Final metrics for a black-box strategy's best configuration."""
+        ev = self.evaluate(config)
+        return {"val_loss": ev.val_loss, "val_acc": ev.val_acc, "test_acc": ev.test_acc, **ev.extra}
+
+    def references(self) -> dict[str, dict[str, float]]:
+        """Named reference rows (e.g. hyper-cleaning's Oracle and Baseline); none by default."""
+        return {}
+
+    def regret(self, val_loss: float) -> float | None:
+        """f(λ) − f(λ*) where the optimum is known in closed form, else None."""
+        return None
