@@ -26,7 +26,7 @@ def unroll(
     states = [detached(s0)]
     with torch.no_grad():
         for t in range(1, steps + 1):
-            states.append(detached(dynamics.step(states[-1], hp, batch_at(t))))
+            states.append(dynamics.step(states[-1], hp, batch_at(t)))
             if len(states) > keep_last + 1:
                 states.pop(0)
     return states
