@@ -1,0 +1,51 @@
+"""Reports regenerated from results JSON lines only (a report never trains), and `compare`,
+the regression gate between two results directories."""
+
+from hobench.report.build import write_report
+from hobench.report.compare import CompareResult, compare, format_compare
+from hobench.report.errors import ReportError
+from hobench.report.load import load_runs, load_trajectories, read_records
+from hobench.report.plots import (
+    plot_accuracy_vs_time,
+    plot_anytime,
+    plot_lambdas,
+    plot_memory,
+)
+from hobench.report.stats import bootstrap_ci, mean_rank
+from hobench.report.tables import (
+    Table,
+    all_tables,
+    auxtarget_tables,
+    hypercleaning_tables,
+    rank_table,
+    task_table,
+    to_html,
+    to_latex,
+    to_markdown,
+)
+
+__all__ = [
+    "CompareResult",
+    "ReportError",
+    "Table",
+    "all_tables",
+    "auxtarget_tables",
+    "bootstrap_ci",
+    "compare",
+    "format_compare",
+    "hypercleaning_tables",
+    "load_runs",
+    "load_trajectories",
+    "mean_rank",
+    "plot_accuracy_vs_time",
+    "plot_anytime",
+    "plot_lambdas",
+    "plot_memory",
+    "rank_table",
+    "read_records",
+    "task_table",
+    "to_html",
+    "to_latex",
+    "to_markdown",
+    "write_report",
+]

