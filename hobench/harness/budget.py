@@ -25,6 +25,7 @@ class Budget:
     steps_used: int = 0
     cost_steps: float = 0.0
     _start: float | None = field(default=None, repr=False)
+    _stopped_at: float | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.seconds is None and self.steps is None:
@@ -38,8 +39,15 @@ class Budget:
         self._start = time.perf_counter()
         return self
 
+    def stop(self) -> None:
+        """The search is over: freeze `elapsed` (a final protocol may still run, unbudgeted)."""
+        if self._stopped_at is None:
+            self._stopped_at = self.elapsed
+
     @property
     def elapsed(self) -> float:
+        if self._stopped_at is not None:
+            return self._stopped_at
         if self._start is None:
             self.start()
         return time.perf_counter() - self._start
