@@ -6,6 +6,7 @@ so suites are validated against `inspect.signature` without building anything.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from importlib.metadata import entry_points
 from typing import Any
@@ -19,9 +20,10 @@ class UnknownName(KeyError):
 
 
 class Registry:
-    def __init__(self, kind: str, entry_point_group: str) -> None:
+    def __init__(self, kind: str, entry_point_group: str, builtin_module: str) -> None:
         self.kind = kind
         self.group = entry_point_group
+        self.builtin_module = builtin_module
         self._classes: dict[str, type] = {}
         self._loaded_entry_points = False
 
@@ -39,6 +41,7 @@ class Registry:
         if self._loaded_entry_points:
             return
         self._loaded_entry_points = True
+        importlib.import_module(self.builtin_module)  # its modules register the built-ins
         for ep in entry_points(group=self.group):
             if ep.name not in self._classes:
                 self.register(ep.name)(ep.load())
@@ -67,5 +70,5 @@ class Registry:
         return self.get(name)(**params)
 
 
-TASKS = Registry("task", "hobench.tasks")
-STRATEGIES = Registry("strategy", "hobench.strategies")
+TASKS = Registry("task", "hobench.tasks", "hobench.tasks")
+STRATEGIES = Registry("strategy", "hobench.strategies", "hobench.strategies")

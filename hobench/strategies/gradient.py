@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from hobench.harness.budget import Budget
-from hobench.harness.recorder import Recorder
+from hobench.harness.recorder import Recorder, summarise
 from hobench.hypergrad import ForwardState, forward, reverse, unroll
 from hobench.registry import STRATEGIES
 from hobench.strategies.base import Strategy
@@ -131,7 +131,8 @@ class ForwardHG(HypergradientDescent):
 class RTHO(Strategy):
     """Real-time HO: one training run; every Δ steps a hyper-step on a validation minibatch,
     using the carried Z_t; neither the weights nor Z are ever reset. Starts from the task's
-    `rtho` hyperparameters (for auxtarget: Vanilla with ρ = 1.6)."""
+    `rtho` hyperparameters (for auxtarget: Vanilla with ρ = 1.6). A task without validation
+    minibatches is validated on its whole validation set at every hyper-step."""
 
     start = "rtho"
 
@@ -140,8 +141,6 @@ class RTHO(Strategy):
 
     def run(self, task: Task, budget: Budget, rng: np.random.Generator, recorder: Recorder):
         problem = task.gradient_problem(self.start)
-        if problem.val_batch_at is None or problem.outer_on is None:
-            raise ValueError(f"task {task.name!r} has no validation minibatches for RTHO")
         hyper = HyperOptimizer(
             problem.project(problem.hp0), self.hyper_lr or problem.hyper_lr, problem.project
         )
@@ -157,8 +156,7 @@ class RTHO(Strategy):
             for _ in range(self.delta):
                 online.advance(problem.batch_at(online.t + 1))
             k += 1
-            batch = problem.val_batch_at(k)
-            hg = online.hypergradient(lambda p, h, b=batch: problem.outer_on(p, h, b))
+            hg = online.hypergradient(self._validation_loss(problem, k))
             budget.spend(self.delta, cost=(time.perf_counter() - started) / step_s)
             if not _finite(hg):
                 recorder.point(online.hp, float("nan"), failed=True)
@@ -177,8 +175,17 @@ class RTHO(Strategy):
             val_loss=ev.val_loss,
             val_acc=ev.val_acc,
             test_acc=ev.test_acc,
-            config={k: float(v) for k, v in online.hp.items()},
+            config={k: summarise(v) for k, v in online.hp.items()},
         )
+
+
+    @staticmethod
+    def _validation_loss(problem: GradientProblem, k: int):
+        """E on the k-th validation minibatch, or on the whole validation set."""
+        if problem.val_batch_at is None or problem.outer_on is None:
+            return problem.outer
+        batch = problem.val_batch_at(k)
+        return lambda params, hp: problem.outer_on(params, hp, batch)
 
 
 @STRATEGIES.register("rtho-nt")

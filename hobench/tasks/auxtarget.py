@@ -47,9 +47,9 @@ class AuxTarget(Task):
         n_val: int = 1000,
         n_test: int = 1000,
         depth: int = 2,
-        width: int = 128,
+        width: int = 64,
         batch_size: int = 100,
-        steps: int = 600,
+        steps: int = 300,
         val_batch_size: int = 200,
         dtype: str = "float32",
     ) -> None:
@@ -96,8 +96,10 @@ class AuxTarget(Task):
 
     def _inner(self, params, hp, idx):
         logits, aux = self._forward(params, self.train[0][idx])
-        secondary = 0.5 * ((aux - self.train_aux[idx]) ** 2).sum(1).mean()
-        return F.cross_entropy(logits, self.train[1][idx]) + hp["rho"] * secondary
+        # ρ multiplies before the mean: `ρ * x.mean()` hits a dtype bug of torch 2.13's jvp of
+        # a mean's gradient (float64 creeps into a float32 matmul); the value is the same.
+        secondary = (hp["rho"] * 0.5 * ((aux - self.train_aux[idx]) ** 2).sum(1)).mean()
+        return F.cross_entropy(logits, self.train[1][idx]) + secondary
 
     def _outer_on(self, params, hp, idx):
         """Primary-task validation cross-entropy on the validation examples `idx`."""
