@@ -1,0 +1,275 @@
+"""The `hobench` command: run | list | show | report | compare.
+
+User errors (a bad suite, a missing file, an unknown name, ...) print one line
+`hobench: error: ...` and exit 2; set HOBENCH_TRACEBACK=1 to see the traceback instead.
+Exit codes: 0 all ok, 1 failed cells or regressions, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import inspect
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+TRACEBACK_ENV = "HOBENCH_TRACEBACK"
+
+
+class UsageError(ValueError):
+    """A command line that names nothing to do."""
+
+
+# Exceptions that mean bad input, not a bug: reported in one line, exit 2.
+USER_ERRORS = (
+    ("hobench.harness.suite", "SuiteError"),
+    ("hobench.harness.suite", "PluginError"),
+    ("hobench.harness.store", "StoreError"),
+    ("hobench.harness.budget", "BudgetError"),
+    ("hobench.harness.measure", "DeviceError"),
+    ("hobench.data.errors", "DataError"),
+    ("hobench.registry", "UnknownName"),
+    ("hobench.report.errors", "ReportError"),
+)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    # Only a loaded module can have raised its error, so nothing is imported here (importing the
+    # report package alone takes seconds).
+    found: list[type[BaseException]] = [UsageError, OSError]
+    for module, name in USER_ERRORS:
+        if module in sys.modules:
+            found.append(getattr(sys.modules[module], name))
+    return tuple(found)
+
+
+def _results_file(path: str) -> Path:
+    from hobench.harness.store import runs_file
+
+    runs = runs_file(path)
+    if not runs.is_file():
+        raise FileNotFoundError(
+            errno.ENOENT, "no results file (give runs.jsonl or its directory)", str(runs)
+        )
+    return runs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hobench.harness.suite import load_suite, resolve_suite_path
+
+    suite = load_suite(resolve_suite_path(args.suite))  # before the heavy imports: fail fast
+
+    from hobench.harness.runner import run_suite
+    from hobench.harness.show import format_table
+    from hobench.harness.store import ResultsStore
+
+    keys = [cell.key for cell in suite.cells() if not args.only or args.only in cell.key]
+    if not keys:
+        raise UsageError(
+            f"--only {args.only!r} matches no cell of suite {suite.name} "
+            "(cell keys look like task/strategy/seed)"
+        )
+    results_dir = Path(args.results_dir or Path("results") / suite.name)
+    summary = run_suite(
+        suite,
+        results_dir,
+        jobs=args.jobs,
+        force=args.force,
+        data_dir=args.data_dir,
+        device=args.device,
+        quiet=args.quiet,
+        cell_filter=args.only,
+    )
+    records = ResultsStore(results_dir).load()
+    print(format_table(records))
+    ran = f"{summary.ran} cell(s) run in {summary.wall_s:.1f}s, {summary.skipped} already done"
+    if summary.interrupted:
+        print(
+            f"hobench: interrupted after {ran}; finished cells are kept in "
+            f"{summary.results_path}; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    failed = [r for r in records if r["cell"] in set(keys) and r.get("status") != "ok"]
+    print(
+        f"hobench: {ran}; {len(keys) - len(failed)} ok, {len(failed)} failed; "
+        f"results: {summary.results_path}",
+        file=sys.stderr,
+    )
+    for record in failed:
+        print(f"hobench: failed: {record['cell']}: {record.get('error')}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _summary(cls: type) -> str:
+    """The first sentence of a class's own docstring (an inherited one says nothing about it)."""
+    paragraph = inspect.cleandoc(cls.__dict__.get("__doc__") or "").split("\n\n")[0]
+    sentence = " ".join(paragraph.split()).split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= 90 else sentence[:89] + "…"
+
+
+def _describe(registry, name: str, hidden: Sequence[str] = ()) -> list[str]:
+    summary = _summary(registry.get(name))
+    params = {k: v for k, v in registry.parameters(name).items() if k not in hidden}
+    shown = " ".join(
+        f"{k}={'(required)' if v is inspect.Parameter.empty else repr(v)}"
+        for k, v in params.items()
+    )
+    lines = [f"  {name}" + (f" - {summary}" if summary else "")]
+    return lines + ([f"      {shown}"] if shown else [])
+
+
+def _suite_dirs() -> list[Path]:
+    here = Path("suites")
+    shipped = Path(__file__).resolve().parent.parent / "suites"
+    dirs = [d for d in (here, shipped) if d.is_dir()]
+    return [d for i, d in enumerate(dirs) if d.resolve() not in {e.resolve() for e in dirs[:i]}]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from hobench.harness.suite import HARNESS_TASK_KEYS, SuiteError, load_registries, load_suite
+    from hobench.registry import STRATEGIES, TASKS
+
+    load_registries()
+    lines = ["tasks:"]
+    for name in TASKS.names():
+        lines += _describe(TASKS, name, hidden=tuple(HARNESS_TASK_KEYS))
+    lines.append("strategies:")
+    for name in STRATEGIES.names():
+        lines += _describe(STRATEGIES, name)
+    for directory in _suite_dirs():
+        lines.append(f"suites ({directory}/):")
+        for path in sorted(directory.glob("*.toml")):
+            try:
+                suite = load_suite(path)
+            except SuiteError as exc:
+                lines.append(f"  {path.stem} - invalid: {exc}")
+                continue
+            about = f" - {suite.description}" if suite.description else ""
+            lines.append(f"  {suite.name} ({len(suite.cells())} cells){about}")
+    print("\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from hobench.harness.show import format_table
+    from hobench.harness.store import ResultsStore
+
+    print(format_table(ResultsStore(_results_file(args.results)).load()))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hobench.report import write_report
+
+    out = {"out_dir": Path(args.out)} if args.out else {}  # default: <results>/report/
+    print(write_report(Path(args.results), **out))
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from hobench.report import compare, format_compare
+
+    result = compare(
+        Path(args.baseline),
+        Path(args.current),
+        acc_tolerance=args.acc_tolerance,
+        time_ratio=args.time_ratio,
+        memory_ratio=args.memory_ratio,
+    )
+    print(format_compare(result))
+    return EXIT_FAILED if result.regressions else EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _device(text: str) -> str:
+    from hobench.harness.suite import DEVICE_PATTERN
+
+    if not DEVICE_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not cpu, cuda, cuda:N or auto")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hobench", description="Benchmark hyperparameter-optimization strategies."
+    )
+    verbs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = verbs.add_parser("run", help="run a suite (resumes: finished cells are skipped)")
+    run.add_argument("suite", help="suite file, or the name of suites/NAME.toml")
+    run.add_argument("--jobs", "-j", type=_positive_int, default=1, help="parallel workers")
+    run.add_argument("--device", type=_device, help="override the suite's device")
+    run.add_argument("--data-dir", help="where tasks find or download their data")
+    run.add_argument("--results-dir", help="default: results/<suite name>")
+    run.add_argument("--force", action="store_true", help="rerun cells that already finished")
+    run.add_argument("--quiet", "-q", action="store_true", help="print only failures and summary")
+    run.add_argument("--only", metavar="SUBSTRING", help="run only cells whose key contains it")
+    run.set_defaults(handler=cmd_run)
+
+    listing = verbs.add_parser("list", help="list tasks, strategies and suites")
+    listing.set_defaults(handler=cmd_list)
+
+    show = verbs.add_parser("show", help="print a table of results")
+    show.add_argument("results", help="results directory or runs.jsonl")
+    show.set_defaults(handler=cmd_show)
+
+    report = verbs.add_parser("report", help="write the comparison report of results")
+    report.add_argument("results", help="results directory")
+    report.add_argument("--out", help="report directory (default: RESULTS/report)")
+    report.set_defaults(handler=cmd_report)
+
+    comp = verbs.add_parser("compare", help="compare results against a baseline (exit 1: worse)")
+    comp.add_argument("baseline", help="baseline results directory")
+    comp.add_argument("current", help="current results directory")
+    comp.add_argument(
+        "--time-ratio",
+        type=_positive_float,
+        default=1.5,
+        help="flag calibrated time above baseline x R (default 1.5)",
+    )
+    comp.add_argument(
+        "--memory-ratio",
+        type=_positive_float,
+        default=1.5,
+        help="flag peak memory above baseline x R (default 1.5)",
+    )
+    comp.add_argument(
+        "--acc-tolerance",
+        type=_positive_float,
+        default=None,
+        help="flag test accuracy below baseline minus T",
+    )
+    comp.set_defaults(handler=cmd_compare)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("hobench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _user_errors() as exc:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        message = " ".join(str(exc).split()) or "(no message)"
+        print(f"hobench: error: {type(exc).__name__}: {message}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,177 @@
+"""Run one cell (task × strategy × seed) in this process and build its results record.
+
+A failing strategy is a result, not a crash: any exception becomes status "failed" with a
+one-line error and the trajectory recorded so far, so one bad cell never stops a suite.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from hobench.harness.budget import Budget
+from hobench.harness.measure import peak_rss_mb, resolve_device, synchronize
+from hobench.harness.recorder import Recorder, summarise
+from hobench.harness.suite import Cell
+from hobench.registry import STRATEGIES, TASKS
+
+SCHEMA_VERSION = 1
+MAX_ERROR_CHARS = 500
+log = logging.getLogger("hobench")
+
+
+class CellFailure(Exception):
+    """A run that finished but whose result is unusable; its message is the error as is."""
+
+
+def error_line(exc: BaseException) -> str:
+    """`ExcType: first line of the message`, at most MAX_ERROR_CHARS characters."""
+    lines = str(exc).strip().splitlines()
+    if isinstance(exc, CellFailure):
+        text = lines[0]
+    else:
+        text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text[:MAX_ERROR_CHARS]
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as strict JSON data: non-finite floats → None, numpy/torch scalars → Python."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return jsonable(summarise(value))
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return str(value)
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed every global generator a task might use; return the strategy's own generator."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    return np.random.default_rng(seed)
+
+
+def _final_metrics(recorder: Recorder, task: Any) -> dict[str, Any]:
+    """The recorder's final metrics plus the task's regret; raises if they are unusable."""
+    final = dict(recorder.final)
+    if not final:
+        raise CellFailure("strategy ended without final metrics (recorder.finish not called)")
+    if "val_loss" not in final:
+        raise CellFailure("final metrics have no val_loss")
+    val_loss = final["val_loss"]
+    if val_loss is None or not math.isfinite(float(val_loss)):
+        raise CellFailure("non-finite validation loss")
+    if final.get("regret") is None:
+        final["regret"] = task.regret(float(val_loss))
+    return final
+
+
+def run_cell(
+    cell: Cell, suite_name: str, data_dir: str | None, manifest: dict[str, Any]
+) -> dict[str, Any]:
+    """Run `cell` here and return its record (results schema version 1, strict JSON)."""
+    budget = Budget(**cell.budget)
+    recorder = Recorder(budget)
+    status, error, final = "ok", None, {}
+    setup_s, wall_s, device = 0.0, 0.0, cell.device
+    run_start: float | None = None
+    setup_start = time.perf_counter()
+    try:
+        device = resolve_device(cell.device)
+        rng = seed_everything(cell.seed)
+        task = TASKS.create(
+            cell.task_kind, seed=cell.seed, device=device, data_dir=data_dir, **cell.task_params
+        )
+        strategy = STRATEGIES.create(cell.strategy_kind, **cell.strategy_params)
+        setup_s = time.perf_counter() - setup_start
+        run_start = time.perf_counter()
+        budget.start()  # the budget covers the strategy, not data loading
+        strategy.run(task, budget, rng, recorder)
+        synchronize(device)
+        wall_s = time.perf_counter() - run_start
+        final = _final_metrics(recorder, task)
+    except Exception as exc:
+        log.error("cell %s failed", cell.key, exc_info=True)
+        if run_start is not None and not wall_s:
+            wall_s = time.perf_counter() - run_start
+        status, error, final = "failed", error_line(exc), dict(recorder.final)
+
+    seconds = cell.budget.get("seconds")
+    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    resources = {
+        "wall_s": wall_s,
+        "overrun_s": max(0.0, wall_s - seconds) if seconds else 0.0,
+        "inner_steps": budget.steps_used,
+        "cost_steps": budget.cost_steps,
+        "peak_rss_mb": peak_rss_mb(),
+        "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
+        "setup_s": setup_s,
+    }
+    return make_record(cell, suite_name, manifest, status, error, recorder.points, final, resources)
+
+
+def make_record(
+    cell: Cell,
+    suite_name: str,
+    manifest: dict[str, Any],
+    status: str,
+    error: str | None,
+    trajectory: list[dict[str, Any]],
+    final: dict[str, Any],
+    resources: dict[str, Any],
+) -> dict[str, Any]:
+    """A cell's record in the results schema, as strict JSON data."""
+    record = {
+        "schema": SCHEMA_VERSION,
+        "suite": suite_name,
+        "cell": cell.key,
+        "task": cell.task_id,
+        "task_kind": cell.task_kind,
+        "task_params": cell.task_params,
+        "strategy": cell.strategy_id,
+        "strategy_kind": cell.strategy_kind,
+        "strategy_params": cell.strategy_params,
+        "seed": cell.seed,
+        "budget": {"seconds": cell.budget.get("seconds"), "steps": cell.budget.get("steps")},
+        "status": status,
+        "error": error,
+        "trajectory": trajectory,
+        "final": final,
+        "resources": resources,
+        "manifest": manifest,
+    }
+    return jsonable(record)
+
+
+def crash_record(
+    cell: Cell, suite_name: str, manifest: dict[str, Any], error: str, wall_s: float
+) -> dict[str, Any]:
+    """The record of a cell whose worker died before reporting (signal, OOM, exit code)."""
+    resources = {
+        "wall_s": wall_s,
+        "overrun_s": 0.0,
+        "inner_steps": None,
+        "cost_steps": None,
+        "peak_rss_mb": None,
+        "cuda_peak_mb": None,
+        "setup_s": None,
+    }
+    return make_record(
+        cell, suite_name, manifest, "failed", error[:MAX_ERROR_CHARS], [], {}, resources
+    )

@@ -1,0 +1,352 @@
+"""Run a suite: each unfinished cell in a fresh worker process, records appended as they finish.
+
+Resuming is the default: cells already in the results file are skipped, so a killed or
+interrupted run continues where it stopped. The parent is the only writer of the results file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+
+import hobench
+from hobench.harness.cell import crash_record, jsonable
+from hobench.harness.measure import manifest as make_manifest
+from hobench.harness.measure import resolve_device
+from hobench.harness.store import ResultsStore, StoreError
+from hobench.harness.suite import Cell, Suite
+
+POLL_S = 0.05
+STOP_GRACE_S = 3.0
+LOG_TAIL_LINES = 30
+
+
+@dataclass
+class RunSummary:
+    """What one `run_suite` call did. `failed` lists this run's failed cell keys."""
+
+    suite: str
+    results_path: Path
+    selected: int  # cells of the suite after --only
+    skipped: int  # already finished before this run (resume)
+    ok: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    wall_s: float = 0.0
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ran(self) -> int:
+        return len(self.ok) + len(self.failed)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _gpu_slots(device: str, jobs: int) -> list[str] | None:
+    """The CUDA_VISIBLE_DEVICES value of each worker slot, when jobs spread over several GPUs."""
+    if device != "cuda" or jobs < 2 or torch.cuda.device_count() < 2:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:  # the GPUs this process may use, by the names the driver knows them
+        return [gpu.strip() for gpu in visible.split(",")]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _check_not_stale(cells: list[Cell], records: list[dict[str, Any]], path: Path) -> None:
+    """Refuse to resume over results of a different configuration under the same cell key."""
+    by_key = {record["cell"]: record for record in records}
+    for cell in cells:
+        record = by_key.get(cell.key)
+        if record is None:
+            continue
+        expected = jsonable(
+            {
+                "task_kind": cell.task_kind,
+                "task_params": cell.task_params,
+                "strategy_kind": cell.strategy_kind,
+                "strategy_params": cell.strategy_params,
+                "budget": {
+                    "seconds": cell.budget.get("seconds"),
+                    "steps": cell.budget.get("steps"),
+                },
+            }
+        )
+        for key, value in expected.items():
+            if record.get(key) != value:
+                raise StoreError(
+                    f"{path}: cell {cell.key} was run with a different {key} "
+                    f"({record.get(key)!r}, suite now says {value!r}); "
+                    "rerun with --force or use another --results-dir"
+                )
+
+
+class Progress:
+    """Progress lines on stderr; on a terminal also a one-line status of the running cells."""
+
+    def __init__(self, total: int, quiet: bool, stream: TextIO | None = None) -> None:
+        self.total, self.done, self.quiet = total, 0, quiet
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty() and not quiet
+        self.started = time.perf_counter()
+        self._status_shown = False
+        self._status_at = 0.0
+
+    def say(self, text: str, always: bool = False) -> None:
+        if self.quiet and not always:
+            return
+        self._clear()
+        print(text, file=self.stream, flush=True)
+
+    def finished(self, record: dict[str, Any]) -> None:
+        self.done += 1
+        ok = record["status"] == "ok"
+        head = f"[{self.done}/{self.total}] {record['cell']} {'ok' if ok else 'FAILED'}"
+        wall = record["resources"].get("wall_s") or 0.0
+        if ok:
+            final = record["final"]
+            metrics = " ".join(
+                f"{key}={final[key]:.4g}"
+                for key in ("val_loss", "test_acc", "regret")
+                if isinstance(final.get(key), int | float)
+            )
+            self.say(f"{head} {wall:.1f}s {metrics}".rstrip())
+        else:
+            self.say(f"{head} {wall:.1f}s {record['error']}", always=True)
+
+    def running(self, keys: list[str]) -> None:
+        now = time.perf_counter()
+        if not self.tty or now - self._status_at < 0.5:
+            return
+        self._status_at = now
+        elapsed = now - self.started
+        line = f"  {self.done}/{self.total} done, {elapsed:.0f}s; running: {' '.join(keys)}"
+        self.stream.write("\r\033[K" + line[:200])
+        self.stream.flush()
+        self._status_shown = True
+
+    def _clear(self) -> None:
+        if self._status_shown:
+            self.stream.write("\r\033[K")
+            self._status_shown = False
+
+
+@dataclass
+class _Worker:
+    cell: Cell
+    slot: int
+    process: subprocess.Popen
+    out_path: Path
+    log_path: Path
+    started: float
+
+
+class _Pool:
+    """Starts cells in worker processes and turns each exit into a record."""
+
+    def __init__(
+        self,
+        suite_name: str,
+        manifest: dict[str, Any],
+        data_dir: str | None,
+        threads: int,
+        gpu_slots: list[str] | None,
+        workdir: Path,
+    ) -> None:
+        self.suite_name, self.manifest, self.data_dir = suite_name, manifest, data_dir
+        self.threads, self.gpu_slots, self.workdir = threads, gpu_slots, workdir
+        self.running: list[_Worker] = []
+        self.launched = 0
+
+    def _env(self, slot: int) -> dict[str, str]:
+        env = dict(os.environ)
+        package_root = str(Path(hobench.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[name] = str(self.threads)
+        if self.gpu_slots:
+            env["CUDA_VISIBLE_DEVICES"] = self.gpu_slots[slot % len(self.gpu_slots)]
+        return env
+
+    def start(self, cell: Cell, slot: int) -> None:
+        self.launched += 1
+        job_path, out_path, log_path = (
+            self.workdir / f"cell{self.launched}.{suffix}" for suffix in ("job", "out", "log")
+        )
+        job = {
+            "cell": cell.to_dict(),
+            "suite": self.suite_name,
+            "data_dir": self.data_dir,
+            "manifest": self.manifest,
+            "threads": self.threads,
+            "runner_pid": os.getpid(),
+        }
+        job_path.write_text(json.dumps(job), encoding="utf-8")
+        command = [sys.executable, "-m", "hobench.harness.worker", str(out_path)]
+        with job_path.open("rb") as stdin, log_path.open("wb") as log:
+            process = subprocess.Popen(
+                command, stdin=stdin, stdout=log, stderr=subprocess.STDOUT, env=self._env(slot)
+            )
+        self.running.append(_Worker(cell, slot, process, out_path, log_path, time.perf_counter()))
+
+    def free_slot(self) -> int:
+        used = {worker.slot for worker in self.running}
+        return next(slot for slot in range(len(used) + 1) if slot not in used)
+
+    def reap(self) -> list[tuple[_Worker, dict[str, Any]]]:
+        """Records of the workers that have exited since the last call.
+
+        A worker stopped by SIGINT or SIGTERM was stopped from outside: its cell did not finish,
+        so the run stops as on Ctrl-C and a resume reruns the cell.
+        """
+        done = [worker for worker in self.running if worker.process.poll() is not None]
+        for worker in done:
+            self.running.remove(worker)
+        if any(w.process.returncode in (-signal.SIGINT, -signal.SIGTERM) for w in done):
+            raise KeyboardInterrupt
+        return [(worker, self._record(worker)) for worker in done]
+
+    def _record(self, worker: _Worker) -> dict[str, Any]:
+        code = worker.process.returncode
+        if code == 0:
+            try:
+                return json.loads(worker.out_path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                error = f"WorkerError: worker exited 0 without a readable record ({exc})"
+        elif code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+            hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+            error = f"WorkerCrash: worker killed by signal {-code} ({name}){hint}"
+        else:
+            error = f"WorkerCrash: worker exited with code {code}: {self.log_tail(worker, 1)}"
+        wall_s = time.perf_counter() - worker.started
+        return crash_record(worker.cell, self.suite_name, self.manifest, error, wall_s)
+
+    @staticmethod
+    def log_tail(worker: _Worker, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = worker.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
+
+    def stop(self) -> None:
+        """Terminate every running worker: SIGTERM, then SIGKILL after a grace period."""
+        for worker in self.running:
+            if worker.process.poll() is None:
+                worker.process.terminate()
+        deadline = time.perf_counter() + STOP_GRACE_S
+        for worker in self.running:
+            try:
+                worker.process.wait(timeout=max(0.0, deadline - time.perf_counter()))
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+        self.running.clear()
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run_suite(
+    suite: Suite,
+    results_dir: str | Path,
+    jobs: int = 1,
+    force: bool = False,
+    data_dir: str | None = None,
+    device: str | None = None,
+    quiet: bool = False,
+    cell_filter: str | None = None,
+) -> RunSummary:
+    """Run the suite's unfinished cells (`cell_filter`: substring of the cell key) into
+    `results_dir/runs.jsonl`; `force` reruns finished ones. Ctrl-C stops cleanly."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    started = time.perf_counter()
+    resolved = resolve_device(device or suite.device)  # fail before anything runs
+    cells = [c for c in suite.cells(device) if not cell_filter or cell_filter in c.key]
+    store = ResultsStore(results_dir)
+    if force:
+        store.remove(cell.key for cell in cells)
+    records = store.load()
+    _check_not_stale(cells, records, store.path)
+    done = {record["cell"] for record in records}
+    todo = [cell for cell in cells if cell.key not in done]
+    summary = RunSummary(suite.name, store.path, len(cells), len(cells) - len(todo))
+    progress = Progress(len(todo), quiet)
+    progress.say(
+        f"hobench: suite {suite.name}: {len(cells)} cells, {summary.skipped} already done, "
+        f"{len(todo)} to run (jobs={jobs}, device={resolved}) -> {store.path}"
+    )
+    if not todo:
+        summary.wall_s = time.perf_counter() - started
+        return summary
+
+    threads = max(1, _cores() // jobs)
+    manifest = make_manifest(resolved, threads)
+    # A CI cancel (SIGTERM) stops as cleanly as Ctrl-C; signals can only be set in the main thread.
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:
+        previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    with tempfile.TemporaryDirectory(prefix="hobench-") as workdir:
+        pool = _Pool(
+            suite.name, manifest, data_dir, threads, _gpu_slots(resolved, jobs), Path(workdir)
+        )
+        try:
+            _drive(pool, todo, jobs, store, progress, summary)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            progress.say("hobench: interrupted; stopping workers", always=True)
+        finally:
+            # Whatever ended the run, no worker outlives it; a second Ctrl-C must not skip this.
+            previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+            try:
+                pool.stop()
+            finally:
+                if main_thread:
+                    signal.signal(signal.SIGINT, previous_int)
+                    signal.signal(signal.SIGTERM, previous_term)
+    summary.wall_s = time.perf_counter() - started
+    return summary
+
+
+def _drive(
+    pool: _Pool,
+    todo: list[Cell],
+    jobs: int,
+    store: ResultsStore,
+    progress: Progress,
+    summary: RunSummary,
+) -> None:
+    pending = list(todo)
+    while pending or pool.running:
+        while pending and len(pool.running) < jobs:
+            pool.start(pending.pop(0), pool.free_slot())
+        reaped = pool.reap()
+        if not reaped:
+            progress.running([worker.cell.key for worker in pool.running])
+            time.sleep(POLL_S)
+            continue
+        for worker, record in reaped:
+            store.append(record)  # immediately: a later crash keeps this cell
+            summary.records.append(record)
+            (summary.ok if record["status"] == "ok" else summary.failed).append(record["cell"])
+            progress.finished(record)
+            if record["status"] != "ok" and os.environ.get("HOBENCH_TRACEBACK"):
+                progress.say(pool.log_tail(worker), always=True)

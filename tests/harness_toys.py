@@ -1,0 +1,124 @@
+"""Toy tasks and strategies for the harness tests, registered on import.
+
+Worker processes import this module through HOBENCH_PLUGINS=tests.harness_toys (with the
+repository root on PYTHONPATH), so the toys exist there too. Everything is seeded, so two runs
+give equal numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hobench.harness.budget import Budget
+from hobench.harness.recorder import Recorder
+from hobench.registry import STRATEGIES, TASKS
+from hobench.strategies.base import Strategy
+from hobench.tasks.base import Evaluation, HyperParam, Task
+
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+STEPS_PER_EVALUATION = 10
+
+
+def plugin_env() -> dict[str, str]:
+    """Environment variables that make worker (and CLI) processes import these toys."""
+    path = os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))
+    return {"HOBENCH_PLUGINS": "tests.harness_toys", "PYTHONPATH": path}
+
+
+def subprocess_env() -> dict[str, str]:
+    return {**os.environ, **plugin_env()}
+
+
+@TASKS.register("toy-quad")
+class ToyQuadratic(Task):
+    """A quadratic validation loss in one hyperparameter x, optimum 0.3 + 0.01 * seed."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        data_dir: str | None = None,
+        scale: float = 1.0,
+        label: str = "toy",
+        weights: tuple = (1.0,),
+        extra: dict | None = None,
+    ) -> None:
+        self.optimum = 0.3 + 0.01 * seed
+        self.scale = scale
+
+    def space(self) -> list[HyperParam]:
+        return [HyperParam("x", 0.0, 1.0, 0.5)]
+
+    def steps_per_evaluation(self) -> int:
+        return STEPS_PER_EVALUATION
+
+    def evaluate(self, config: dict[str, float]) -> Evaluation:
+        loss = self.scale * (config["x"] - self.optimum) ** 2
+        return Evaluation(val_loss=loss, val_acc=1 - loss, test_acc=1 - 2 * loss, steps=10)
+
+    def regret(self, val_loss: float) -> float | None:
+        return val_loss  # f(λ*) = 0
+
+
+class _Toy(Strategy):
+    def evaluate(self, task: Task, config: dict, budget: Budget, recorder: Recorder) -> Evaluation:
+        ev = task.evaluate(config)
+        budget.spend(ev.steps, cost=2 * ev.steps)
+        recorder.point(config, ev.val_loss, ev.val_acc, ev.test_acc)
+        return ev
+
+
+@STRATEGIES.register("toy-random")
+class ToyRandom(_Toy):
+    """Evaluates `points` random configurations (fewer if the budget runs out)."""
+
+    def __init__(
+        self, points: int = 4, sleep: float = 0.0, allocate_mb: int = 0, verbose: bool = False
+    ) -> None:
+        self.points, self.sleep, self.allocate_mb = points, sleep, allocate_mb
+
+    def run(self, task, budget, rng, recorder) -> None:
+        ballast = np.ones(self.allocate_mb * 2**20 // 8) if self.allocate_mb else None
+        best = None
+        for _ in range(self.points):
+            if not budget.fits(task.steps_per_evaluation()):
+                break
+            time.sleep(self.sleep)
+            config = {"x": float(rng.uniform())}
+            ev = self.evaluate(task, config, budget, recorder)
+            if best is None or ev.val_loss < best[0]:
+                best = (ev.val_loss, config)
+        recorder.finish(**task.finalize_config(best[1]))
+        del ballast
+
+
+@STRATEGIES.register("toy-raise")
+class ToyRaise(_Toy):
+    """Evaluates one point, then raises."""
+
+    def run(self, task, budget, rng, recorder) -> None:
+        self.evaluate(task, {"x": 0.5}, budget, recorder)
+        raise RuntimeError("planted failure\nsecond line that must not appear")
+
+
+@STRATEGIES.register("toy-nan")
+class ToyNaN(_Toy):
+    """Finishes with a NaN validation loss."""
+
+    def run(self, task, budget, rng, recorder) -> None:
+        self.evaluate(task, {"x": 0.5}, budget, recorder)
+        recorder.finish(val_loss=float("nan"), test_acc=0.5)
+
+
+@STRATEGIES.register("toy-kill")
+class ToyKill(_Toy):
+    """Kills its own process, as the out-of-memory killer would."""
+
+    def run(self, task, budget, rng, recorder) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,347 @@
+"""The runner, cell runner and results store, driven by the toy tasks and strategies."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from hobench.harness.cell import error_line, jsonable, run_cell
+from hobench.harness.measure import DeviceError, peak_rss_mb
+from hobench.harness.runner import _gpu_slots, _Pool, run_suite
+from hobench.harness.store import ResultsStore, StoreError
+from hobench.harness.suite import Cell, PluginError, load_registries, load_suite
+from tests import harness_toys
+
+MANIFEST = {"hobench": "test"}
+
+
+@pytest.fixture(autouse=True)
+def toy_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in harness_toys.plugin_env().items():
+        monkeypatch.setenv(name, value)
+
+
+def write_suite(tmp_path: Path, strategies: str, seeds: str = "[0]", name: str = "toys") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(
+        f'seeds = {seeds}\n[budget]\nsteps = 100\n[[tasks]]\nid = "q"\nkind = "toy-quad"\n'
+        + strategies,
+        encoding="utf-8",
+    )
+    return path
+
+
+def strategy(kind: str, id: str | None = None, **params: Any) -> str:
+    lines = ["[[strategies]]", f'kind = "{kind}"']
+    lines += [f'id = "{id}"'] if id else []
+    lines += [f"{key} = {value}" for key, value in params.items()]
+    return "\n".join(lines) + "\n"
+
+
+def cell(strategy_kind: str, seed: int = 0, **params: Any) -> Cell:
+    return Cell("q", "toy-quad", {}, strategy_kind, strategy_kind, params, seed,
+                {"seconds": None, "steps": 100}, "cpu")  # fmt: skip
+
+
+def comparable(record: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a record a rerun must reproduce exactly (times and manifest excluded)."""
+    resources = record["resources"]
+    return {
+        "status": record["status"],
+        "error": record["error"],
+        "final": record["final"],
+        "trajectory": [
+            {k: v for k, v in p.items() if k != "elapsed_s"} for p in record["trajectory"]
+        ],
+        "steps": (resources["inner_steps"], resources["cost_steps"]),
+    }
+
+
+def by_cell(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {record["cell"]: comparable(record) for record in records}
+
+
+def strict_lines(path: Path) -> list[dict[str, Any]]:
+    """Every line of `path` as strict JSON (NaN or Infinity would raise)."""
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"non-strict JSON constant {constant}")
+
+    text = path.read_text(encoding="utf-8")
+    assert text == "" or text.endswith("\n")
+    return [json.loads(line, parse_constant=refuse) for line in text.splitlines()]
+
+
+def line_count(path: Path) -> int:
+    try:
+        return len(path.read_text(encoding="utf-8").splitlines())
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def hobench_process(suite: Path, results: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hobench", "run", str(suite), "--results-dir", str(results), *extra],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A killed runner cannot remove its temporary directory: keep it under the test's.
+        env={**harness_toys.subprocess_env(), "TMPDIR": str(results.parent)},
+        start_new_session=True,  # its own process group: signals reach it and its workers only
+    )
+
+
+def group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+# --- one cell in this process -----------------------------------------------------------------
+
+
+def test_run_cell_ok_adds_regret_and_resources() -> None:
+    record = run_cell(cell("toy-random"), "toys", None, MANIFEST)
+    assert record["status"] == "ok" and record["error"] is None
+    assert record["cell"] == "q/toy-random/0" and record["schema"] == 1
+    assert len(record["trajectory"]) == 4
+    assert record["final"]["regret"] == record["final"]["val_loss"]
+    resources = record["resources"]
+    assert resources["inner_steps"] == 40 and resources["cost_steps"] == 80
+    assert resources["peak_rss_mb"] > 10 and resources["cuda_peak_mb"] is None
+    assert resources["overrun_s"] == 0.0
+    assert record["manifest"] == MANIFEST
+    json.dumps(record, allow_nan=False)
+
+
+def test_run_cell_exception_keeps_trajectory() -> None:
+    record = run_cell(cell("toy-raise"), "toys", None, MANIFEST)
+    assert record["status"] == "failed"
+    assert record["error"] == "RuntimeError: planted failure"
+    assert len(record["trajectory"]) == 1
+
+
+def test_run_cell_nan_is_failed() -> None:
+    record = run_cell(cell("toy-nan"), "toys", None, MANIFEST)
+    assert record["status"] == "failed"
+    assert record["error"] == "non-finite validation loss"
+    assert record["final"]["val_loss"] is None  # strict JSON: NaN becomes null
+    json.dumps(record, allow_nan=False)
+
+
+def test_run_cell_bad_parameter_is_failed() -> None:
+    record = run_cell(cell("toy-random", points="many"), "toys", None, MANIFEST)
+    assert record["status"] == "failed" and record["error"].startswith("TypeError: ")
+
+
+def test_error_line_and_jsonable() -> None:
+    assert len(error_line(RuntimeError("x" * 1000))) == 500
+    assert error_line(KeyError()) == "KeyError"
+    data = {"a": [float("nan"), np.float32(1.5), (1, float("inf"))], 2: torch.tensor(3.0)}
+    assert jsonable(data) == {"a": [None, 1.5, [1, None]], "2": 3.0}
+
+
+# --- the runner ---------------------------------------------------------------------------------
+
+
+def test_failures_are_recorded_and_the_suite_goes_on(tmp_path: Path) -> None:
+    suite = load_suite(
+        write_suite(
+            tmp_path,
+            strategy("toy-raise")
+            + strategy("toy-nan")
+            + strategy("toy-kill")
+            + strategy("toy-random")
+            + strategy("toy-random", id="big", allocate_mb=300),
+        )
+    )
+    ballast = np.ones(300 * 2**20 // 8)  # a big runner must not inflate its workers' peaks
+    summary = run_suite(suite, tmp_path / "results", jobs=2, quiet=True)
+    runner_peak = peak_rss_mb()
+    del ballast
+    assert sorted(summary.ok) == ["q/big/0", "q/toy-random/0"]
+    assert sorted(summary.failed) == ["q/toy-kill/0", "q/toy-nan/0", "q/toy-raise/0"]
+    records = {r["cell"]: r for r in strict_lines(tmp_path / "results" / "runs.jsonl")}
+    assert len(records) == 5
+    assert records["q/toy-raise/0"]["error"] == "RuntimeError: planted failure"
+    assert len(records["q/toy-raise/0"]["trajectory"]) == 1
+    assert records["q/toy-nan/0"]["error"] == "non-finite validation loss"
+    assert "killed by signal 9 (SIGKILL)" in records["q/toy-kill/0"]["error"]
+    # Each cell runs in its own process, so peak memory is the cell's own.
+    small = records["q/toy-random/0"]["resources"]["peak_rss_mb"]
+    big = records["q/big/0"]["resources"]["peak_rss_mb"]
+    assert big - small > 250
+    assert small < runner_peak - 200
+    assert records["q/big/0"]["manifest"]["calibration_s"] > 0
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    # Seeded cells; the kill lands during the second cell (a worker needs a second to start).
+    path = write_suite(tmp_path, strategy("toy-random"), seeds="[0, 1]")
+    suite = load_suite(path)
+    reference = run_suite(suite, tmp_path / "reference", jobs=2, quiet=True)
+    assert reference.ran == 2 and not reference.failed
+
+    runs = tmp_path / "resumed" / "runs.jsonl"
+    process = hobench_process(path, runs.parent)
+    wait_for(lambda: line_count(runs) >= 1 and worker_pids(process.pid))
+    process.kill()  # the runner dies mid-suite, no cleanup at all; its worker is orphaned
+    process.wait(timeout=30)
+    wait_for(lambda: group_gone(process.pid), timeout=10)  # the worker noticed and exited
+    assert len(strict_lines(runs)) == 1
+    resumed = run_suite(suite, runs.parent, jobs=2, quiet=True)
+    assert resumed.skipped == 1 and resumed.ran == 1
+
+    assert by_cell(strict_lines(runs)) == by_cell(strict_lines(tmp_path / "reference/runs.jsonl"))
+
+
+def worker_pids(pgid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (
+                entry.name.isdigit()
+                and os.getpgid(int(entry.name)) == pgid
+                and b"hobench.harness.worker" in (entry / "cmdline").read_bytes()
+            ):
+                pids.append(int(entry.name))
+        except OSError:
+            continue  # exited meanwhile
+    return pids
+
+
+def test_ctrl_c_stops_workers_and_keeps_finished_cells(tmp_path: Path) -> None:
+    path = write_suite(tmp_path, strategy("toy-random", sleep=0.2), seeds="[0, 1]")
+    runs = tmp_path / "results" / "runs.jsonl"
+    process = hobench_process(path, runs.parent)
+    wait_for(lambda: line_count(runs) >= 1)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: runner and workers
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert "rerun the same command to resume" in stderr
+    assert "Traceback" not in stderr
+    assert all(r["status"] == "ok" for r in strict_lines(runs))  # nothing recorded as failed
+    wait_for(lambda: group_gone(process.pid), timeout=10)
+
+
+def test_only_and_force_rerun_and_same_seed_same_metrics(tmp_path: Path) -> None:
+    suite = load_suite(write_suite(tmp_path, strategy("toy-random"), seeds="[0, 1]"))
+    results = tmp_path / "results"
+    first = run_suite(suite, results, quiet=True, cell_filter="/1")
+    assert first.ok == ["q/toy-random/1"] and first.selected == 1
+    again = run_suite(suite, results, quiet=True, cell_filter="/1")
+    assert again.ran == 0 and again.skipped == 1  # resume: nothing left to do
+    forced = run_suite(suite, results, quiet=True, cell_filter="/1", force=True)
+    assert forced.ran == 1
+    (old,), (new,) = first.records, forced.records
+    assert comparable(old) == comparable(new)
+    stored = strict_lines(results / "runs.jsonl")
+    assert [r["cell"] for r in stored] == ["q/toy-random/1"]  # replaced, not duplicated
+    assert stored[0]["manifest"] == new["manifest"]
+
+
+def test_results_of_another_configuration_are_refused(tmp_path: Path) -> None:
+    suite = load_suite(write_suite(tmp_path, strategy("toy-random")))
+    store = ResultsStore(tmp_path / "results")
+    stale = run_cell(cell("toy-random", points=2), "toys", None, MANIFEST)
+    store.append(stale)
+    with pytest.raises(StoreError, match="different strategy_params.*--force"):
+        run_suite(suite, tmp_path / "results", quiet=True)
+
+
+def test_unavailable_device_fails_before_running(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    suite = load_suite(write_suite(tmp_path, strategy("toy-random")))
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        run_suite(suite, tmp_path / "results", device="cuda", quiet=True)
+    assert not (tmp_path / "results").exists()
+
+
+def test_bad_plugin_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOBENCH_PLUGINS", "tests.harness_toys, no_such_module_xyz")
+    with pytest.raises(PluginError, match="no_such_module_xyz"):
+        load_registries()
+
+
+def test_gpu_pinning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6")
+    assert _gpu_slots("cuda", jobs=2) == ["4", "5", "6"]
+    assert _gpu_slots("cuda", jobs=1) is None
+    assert _gpu_slots("cuda:1", jobs=2) is None  # an explicit device is not moved
+    assert _gpu_slots("cpu", jobs=2) is None
+    pool = _Pool("s", MANIFEST, None, threads=3, gpu_slots=["4", "5", "6"], workdir=tmp_path)
+    env = pool._env(slot=4)
+    assert env["CUDA_VISIBLE_DEVICES"] == "5" and env["OMP_NUM_THREADS"] == "3"
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+WRITER = """
+import sys
+from hobench.harness.store import ResultsStore
+store, i = ResultsStore(sys.argv[1]), 0
+while True:
+    store.append({"cell": f"c{i}", "blob": "x" * 50000})
+    i += 1
+"""
+
+
+def test_store_is_never_left_with_a_partial_line(tmp_path: Path) -> None:
+    runs = tmp_path / "runs.jsonl"
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(runs)])
+        wait_for(lambda: runs.exists())
+        time.sleep(float(rng.uniform(0.05, 0.3)))
+        writer.kill()  # SIGKILL at an arbitrary moment of a write
+        writer.wait()
+        records = strict_lines(runs)
+        assert records and all(len(r["blob"]) == 50000 for r in records)
+
+
+def test_store_append_load_remove(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path / "deep" / "dir")
+    assert store.load() == [] and store.done_keys() == set()
+    for key in ("a", "b", "c"):
+        store.append({"cell": key, "value": 1.0})
+    assert store.done_keys() == {"a", "b", "c"}
+    assert store.remove(["b", "zzz"]) == 1
+    assert [r["cell"] for r in store.load()] == ["a", "c"]
+    assert (store.path.stat().st_mode & 0o777) == 0o644
+    assert sorted(p.name for p in store.path.parent.iterdir()) == ["runs.jsonl"]  # no temp files
+    with pytest.raises(ValueError):
+        store.append({"cell": "d", "value": math.nan})  # strict JSON is enforced
+
+
+@pytest.mark.parametrize(
+    ("tail", "problem"),
+    [('{"cell": "b", "val', "damaged record"), ("[1, 2]", "not a hobench cell record")],
+)
+def test_store_reports_a_foreign_damaged_line(tmp_path: Path, tail: str, problem: str) -> None:
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text('{"cell": "a"}\n' + tail, encoding="utf-8")
+    with pytest.raises(StoreError, match=f"runs.jsonl:2: {problem}") as info:
+        ResultsStore(tmp_path).load()
+    assert "\n" not in str(info.value)
