@@ -8,10 +8,27 @@ import torch
 from hobench.hypergrad import forward, reverse
 from hobench.registry import TASKS
 
-SMALL_HC = dict(n_train=200, n_val=200, n_test=400, n_corrupt=100, radius=100.0, steps=20,
-                final_steps=60, dtype="float64")
-SMALL_AUX = dict(n_train=300, n_val=100, n_test=100, depth=1, width=8, batch_size=20, steps=5,
-                 val_batch_size=50, dtype="float64")
+SMALL_HC = dict(
+    n_train=200,
+    n_val=200,
+    n_test=400,
+    n_corrupt=100,
+    radius=100.0,
+    steps=20,
+    final_steps=60,
+    dtype="float64",
+)
+SMALL_AUX = dict(
+    n_train=300,
+    n_val=100,
+    n_test=100,
+    depth=1,
+    width=8,
+    batch_size=20,
+    steps=5,
+    val_batch_size=50,
+    dtype="float64",
+)
 
 
 def hypergradients(task, T):
@@ -33,17 +50,21 @@ def central_difference(problem, T, name, direction, h=1e-5):
 
 @pytest.mark.parametrize(
     "kind, params, T",
-    [("ridge", dict(groups=3, steps=50), 50), ("hypercleaning", SMALL_HC, 5),
-     # ReLU makes f piecewise smooth: T = 3 keeps every unit on one side within ±h here.
-     ("auxtarget", SMALL_AUX, 3)],
+    [
+        ("ridge", dict(groups=3, steps=50), 50),
+        ("hypercleaning", SMALL_HC, 5),
+        # ReLU makes f piecewise smooth: T = 3 keeps every unit on one side within ±h here.
+        ("auxtarget", SMALL_AUX, 3),
+    ],
 )
 def test_task_hypergradient_matches_finite_differences(kind, params, T):
     task = TASKS.create(kind, seed=3, **params)
     problem, rev, fwd = hypergradients(task, T)
     for name, value in problem.hp0.items():
         assert torch.allclose(rev.grad[name], fwd.grad[name], rtol=1e-9, atol=1e-12)
-        direction = torch.randn(value.shape, generator=torch.Generator().manual_seed(0),
-                                dtype=value.dtype)
+        direction = torch.randn(
+            value.shape, generator=torch.Generator().manual_seed(0), dtype=value.dtype
+        )
         fd = central_difference(problem, T, name, direction)
         ours = float((rev.grad[name] * direction).sum())
         assert ours == pytest.approx(fd, rel=1e-6, abs=1e-10), name
@@ -53,9 +74,10 @@ def test_ridge_closed_form_optimum_is_stationary():
     """At λ* the validation loss is flat in every interior group; at a bound it points out."""
     task = TASKS.create("ridge", seed=0)
     problem = task.gradient_problem()
-    hp = {"l2": task.l2_star}
+    hp = {"log_l2": task.l2_star.log()}
     s0 = problem.dynamics.init(problem.params0(), hp)
-    grad = reverse(problem.dynamics, s0, hp, task.steps, problem.batch_at, problem.outer).grad["l2"]
+    result = reverse(problem.dynamics, s0, hp, task.steps, problem.batch_at, problem.outer)
+    grad = result.grad["log_l2"]
     interior = (task.l2_star > task.l2_low) & (task.l2_star < task.l2_high)
     assert interior.any()
     assert grad[interior].abs().max() < 1e-10

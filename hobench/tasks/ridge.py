@@ -43,7 +43,7 @@ class Ridge(Task):
         n_train: int = 100,
         n_val: int = 100,
         n_test: int = 400,
-        noise: float = 1.0,
+        noise: float = 3.0,
         steps: int = 400,
         l2_low: float = 1e-3,
         l2_high: float = 10.0,
@@ -84,7 +84,8 @@ class Ridge(Task):
     # --- the problem -------------------------------------------------------------------------
     def _inner(self, w, hp, batch):
         X, y = self.train_xy
-        return 0.5 * ((X @ w - y) ** 2).mean() + 0.5 * (hp["l2"][self.group_of] * w * w).sum()
+        l2 = hp["log_l2"].exp()
+        return 0.5 * ((X @ w - y) ** 2).mean() + 0.5 * (l2[self.group_of] * w * w).sum()
 
     def _outer(self, w, hp):
         X, y = self.val_xy
@@ -111,7 +112,7 @@ class Ridge(Task):
 
     def _train(self, l2: torch.Tensor):
         w0 = torch.zeros(len(self.group_of), dtype=self.dtype, device=self.device)
-        hp = {"l2": l2}
+        hp = {"log_l2": l2.log()}
         return unroll(
             self.dynamics, self.dynamics.init(w0, hp), hp, self.steps, lambda t: None, keep_last=0
         )[-1]["w"]
@@ -153,24 +154,26 @@ class Ridge(Task):
         return self._metrics(self._train(self._l2_from_config(config)))
 
     def gradient_problem(self, start: str = "default") -> GradientProblem:
+        """Gradient strategies move log λ, as the black-box ones search λ on a log scale."""
+
         def project(hp):
-            return {"l2": hp["l2"].clamp(self.l2_low, self.l2_high)}
+            return {"log_l2": hp["log_l2"].clamp(math.log(self.l2_low), math.log(self.l2_high))}
 
         w0 = torch.zeros(len(self.group_of), dtype=self.dtype, device=self.device)
         return GradientProblem(
             dynamics=self.dynamics,
             params0=lambda: w0.clone(),
-            hp0={"l2": self._l2_from_config(self.default_config())},
+            hp0={"log_l2": self._l2_from_config(self.default_config()).log()},
             steps=self.steps,
             batch_at=lambda t: None,
             outer=self._outer,
             project=project,
             evaluate=lambda w, hp: self._metrics(w),
-            hyper_lr=0.05,
+            hyper_lr=0.1,
         )
 
     def finalize(self, hp: dict[str, torch.Tensor]) -> dict:
-        ev = self._metrics(self._train(hp["l2"]))
+        ev = self._metrics(self._train(hp["log_l2"].exp()))
         return {"val_loss": ev.val_loss, "test_acc": None, **ev.extra}
 
     def regret(self, val_loss: float) -> float | None:
