@@ -1,4 +1,4 @@
-"""The `hobench` command: run | list | show | report | compare.
+"""The `hobench` command: run | list | show | report | compare | references.
 
 User errors (a bad suite, a missing file, an unknown name, ...) print one line
 `hobench: error: ...` and exit 2; set HOBENCH_TRACEBACK=1 to see the traceback instead.
@@ -170,6 +170,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_references(args: argparse.Namespace) -> int:
+    from hobench.tasks.alive import format_rows, reference_rows
+
+    print(format_rows(reference_rows(args.seed, args.source, args.data_dir)))
+    return EXIT_OK
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from hobench.report import compare, format_compare
 
@@ -234,6 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results", help="results directory")
     report.add_argument("--out", help="report directory (default: RESULTS/report)")
     report.set_defaults(handler=cmd_report)
+
+    refs = verbs.add_parser(
+        "references", help="print the tasks' reference rows (Oracle, Baseline, Vanilla)"
+    )
+    refs.add_argument("--seed", type=int, default=0)
+    refs.add_argument("--source", default="embedded", help="embedded (default) or full MNIST")
+    refs.add_argument("--data-dir", default=None, help="cache directory for full MNIST")
+    refs.set_defaults(handler=cmd_references)
 
     comp = verbs.add_parser("compare", help="compare results against a baseline (exit 1: worse)")
     comp.add_argument("baseline", help="baseline results directory")

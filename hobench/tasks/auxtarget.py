@@ -5,7 +5,8 @@ secondary regression head whose loss is weighted by ρ, by momentum SGD, and tun
 TIMIT is licensed and cannot ship, so this task keeps the protocol and changes the data: the
 primary target is the digit class, the secondary target is the image itself downsampled to 7×7
 (4×4 average pooling, 49 values in [0, 1]) — a real, related signal, as the paper's secondary
-targets were. Training loss: CE + ρ · ½ · mean squared error of the secondary head.
+targets were. Training loss: CE + ρ · ½ · squared error of the secondary head, averaged over its
+49 outputs and the batch (so ρ weighs one output's error against the cross-entropy).
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class AuxTarget(Task):
         logits, aux = self._forward(params, self.train[0][idx])
         # ρ multiplies before the mean: `ρ * x.mean()` hits a dtype bug of torch 2.13's jvp of
         # a mean's gradient (float64 creeps into a float32 matmul); the value is the same.
-        secondary = (hp["rho"] * 0.5 * ((aux - self.train_aux[idx]) ** 2).sum(1)).mean()
+        secondary = (hp["rho"] * 0.5 * ((aux - self.train_aux[idx]) ** 2).mean(1)).mean()
         return F.cross_entropy(logits, self.train[1][idx]) + secondary
 
     def _outer_on(self, params, hp, idx):

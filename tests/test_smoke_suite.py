@@ -1,0 +1,54 @@
+"""suites/smoke.toml end to end, as a user runs it: every strategy on every task, two seeds,
+through the CLI (worker processes, results store), then the report and a comparison."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hobench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hobench", *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("smoke")
+    done = hobench("run", "suites/smoke.toml", "--jobs", "2", "--quiet", "--results-dir", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def test_every_cell_of_the_smoke_suite_succeeds(smoke_results):
+    records = [json.loads(line) for line in (smoke_results / "runs.jsonl").read_text().splitlines()]
+    assert len(records) == 3 * 8 * 2
+    assert all(r["status"] == "ok" for r in records), [r["error"] for r in records]
+    for r in records:
+        assert r["trajectory"], r["cell"]
+        assert r["resources"]["inner_steps"] <= (r["budget"]["steps"] or 10**9)
+        if r["task_kind"] == "ridge":
+            assert r["final"]["regret"] is not None and r["final"]["regret"] >= -1e-9
+
+
+def test_the_smoke_results_make_a_report_and_compare_clean_with_themselves(smoke_results):
+    report = hobench("report", str(smoke_results))
+    assert report.returncode == 0, report.stderr
+    index = smoke_results / "report" / "index.html"
+    assert index.is_file() and "data:image/png;base64" in index.read_text()
+    same = hobench("compare", str(smoke_results), str(smoke_results))
+    assert same.returncode == 0, same.stdout + same.stderr
+
+
+def test_a_rerun_resumes_and_runs_nothing(smoke_results):
+    again = hobench("run", "suites/smoke.toml", "--quiet", "--results-dir", str(smoke_results))
+    assert again.returncode == 0
+    assert "0 cell(s) run" in again.stderr or "nothing to run" in again.stderr.lower()
