@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from hobench.hypergrad import forward, gd, momentum, reverse
+from hobench.hypergrad import Dynamics, forward, gd, momentum, reverse
 
 N, D, C = 5000, 784, 10
 STEPS = int(os.environ.get("HOBENCH_BENCH_T", "500"))
@@ -93,9 +93,11 @@ def ours_reverse(data, T: int) -> Callable[[], torch.Tensor]:
     return run
 
 
-def ours_forward(data, T: int, m: int) -> Callable[[], dict]:
-    """Forward-HG with m scalar hyperparameters: η; then μ; then one weight decay per group of
-    input features (m = 3: one group, m = 10: eight groups of 98 features)."""
+def forward_problem(data, m: int) -> tuple[Dynamics, dict[str, torch.Tensor], Callable]:
+    """The momentum problem with m scalar hyperparameters: η; then μ; then one weight decay per
+    group of input features (m = 3: one group, m = 10: eight groups of 98 features).
+    Returns (dynamics, hp, outer); the forward cases time it, the correctness test also runs
+    Reverse-HG on it."""
     groups = max(m - 2, 1)
 
     def loss(p, hp, batch):
@@ -111,6 +113,13 @@ def ours_forward(data, T: int, m: int) -> Callable[[], dict]:
 
     def outer(p, hp):
         return F.cross_entropy(F.linear(data["Xv"], *p), data["yv"])
+
+    return dyn, hp, outer
+
+
+def ours_forward(data, T: int, m: int) -> Callable[[], dict]:
+    """Forward-HG on `forward_problem(data, m)`."""
+    dyn, hp, outer = forward_problem(data, m)
 
     def run():
         batch = (data["X"], data["y"])

@@ -1,33 +1,91 @@
 """Peak memory of one engine case, measured in a fresh process.
 
-tracemalloc cannot see torch's CPU allocator, so we read the process's peak resident set size
-(ru_maxrss) before and after the case runs: the difference is what the case itself added. One
-warm-up call with T = 1 comes first, so one-time library initialisation (lazy imports, functorch's
+tracemalloc cannot see torch's CPU allocator, so we read the process's resident set size: the
+case's extra peak is its peak RSS while it runs minus the RSS just before it starts. One warm-up
+call with T = 1 comes first, so one-time library initialisation (lazy imports, functorch's
 decomposition tables) is not charged to the case; it is the same for every case.
-Usage: python -m benchmarks.peak_memory CASE  → one JSON line: case, base_mb, peak_mb, extra_mb.
+Usage: python -m benchmarks.peak_memory CASE  → one JSON line: case, base_mb, peak_mb, extra_mb,
+method.
+
+Two details keep the number honest:
+- On Linux the peak is the kernel's VmHWM, reset (`echo 5 > /proc/self/clear_refs`) right before
+  the case runs, so an earlier transient (making the data, the warm-up) cannot hide the case's own
+  peak. Elsewhere it falls back to getrusage's ru_maxrss, which cannot be reset: then a case
+  whose peak stays below an earlier one reports 0.
+- glibc's malloc raises its mmap threshold each time a large block is freed, so later large
+  tensors (a step's temporaries) come from the heap, fragment it, and the peak RSS creeps up with
+  the number of steps by chance rather than by what is alive (seen here: ±15 MB between runs of
+  the same case). `main` pins the threshold first, so every large block is mapped and unmapped on
+  its own and the peak RSS follows the live memory.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import json
+import re
 import resource
 import sys
+from pathlib import Path
 
 from benchmarks.engine_cases import build, make_data
+
+M_MMAP_THRESHOLD = -3  # mallopt parameter number, from glibc's malloc.h
+PROC_STATUS = Path("/proc/self/status")
+CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def pin_mmap_threshold(nbytes: int = 128 * 1024) -> bool:
+    """Fix glibc's mmap threshold (this also stops its dynamic adjustment); False off glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, nbytes))
+    except (OSError, AttributeError):
+        return False
+
+
+def _status_mb(field: str) -> float:
+    match = re.search(rf"^{field}:\s+(\d+) kB", PROC_STATUS.read_text(), re.MULTILINE)
+    if match is None:
+        raise OSError(f"no {field} in {PROC_STATUS}")
+    return int(match.group(1)) / 1024
+
+
+def reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS; False where unsupported."""
+    try:
+        CLEAR_REFS.write_text("5")
+        return _status_mb("VmHWM") <= _status_mb("VmRSS") + 1.0
+    except OSError:
+        return False
 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def measure(run) -> dict[str, float | str]:
+    """Run `run()` once; the RSS before, the peak RSS during, and their difference, in MB."""
+    gc.collect()
+    if reset_peak():
+        base = _status_mb("VmRSS")
+        run()
+        peak, method = _status_mb("VmHWM"), "VmHWM reset by clear_refs"
+    else:
+        base = peak_rss_mb()
+        run()
+        peak, method = peak_rss_mb(), "ru_maxrss"
+    return {"base_mb": base, "peak_mb": peak, "extra_mb": max(peak - base, 0.0), "method": method}
+
+
 def main(case: str) -> None:
+    pin_mmap_threshold()
     data = make_data()
     build(case, data, steps=1)()
     run = build(case, data)
-    base = peak_rss_mb()
-    run()
-    peak = peak_rss_mb()
-    print(json.dumps({"case": case, "base_mb": base, "peak_mb": peak, "extra_mb": peak - base}))
+    print(json.dumps({"case": case, **measure(run)}))
 
 
 if __name__ == "__main__":

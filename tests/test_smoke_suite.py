@@ -15,7 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def hobench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "hobench", *args], cwd=ROOT, capture_output=True, text=True,
+        [sys.executable, "-m", "hobench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
 

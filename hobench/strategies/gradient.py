@@ -178,7 +178,6 @@ class RTHO(Strategy):
             config={k: summarise(v) for k, v in online.hp.items()},
         )
 
-
     @staticmethod
     def _validation_loss(problem: GradientProblem, k: int):
         """E on the k-th validation minibatch, or on the whole validation set."""

@@ -1,0 +1,75 @@
+# hobench: every target works from a fresh clone; `make test` installs first.
+#
+#   make install        .venv with the package, dev tools and the peers extra (torchopt, higher)
+#   make test           unit, exactness and integration tests (tests/), no benchmarks
+#   make lint           ruff check + ruff format --check
+#   make bench          the benchmarks (for now: the engine benchmarks)
+#   make bench-engine   engine benchmarks: timings (saved under .benchmarks/ by T), peak
+#                       memory, the target ratios; summary also in results/engine-bench.json
+#                       (HOBENCH_BENCH_T=50 make bench-engine: a quick run, T = 50 steps, about
+#                       45 s; its summary goes to results/engine-bench-T50.json instead)
+#                       No --benchmark-only: it would skip the correctness and memory tests.
+#   make bench-compare  engine benchmarks compared with the latest saved run of the same T; fails
+#                       when a median is more than 25 % slower. The first run, with nothing
+#                       saved, saves the baseline instead (every `make bench-engine` saves too).
+#   make clean          caches and build outputs (keeps .venv and the .benchmarks baselines)
+#   make distclean      clean, and remove .venv too
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# T, the training steps of every engine case (HOBENCH_BENCH_T=50 for a quick run). Runs are saved
+# per T, as NNNN_engine-T500.json, and bench-compare compares only runs with the same T.
+export HOBENCH_BENCH_T ?= 500
+BENCH_STORAGE := .benchmarks
+BENCH_NAME := engine-T$(HOBENCH_BENCH_T)
+BENCH_FLAGS := benchmarks --benchmark-storage=$(BENCH_STORAGE) --benchmark-sort=name \
+	--benchmark-columns=min,median,max,rounds --benchmark-group-by=group --benchmark-name=short
+
+.PHONY: install test lint bench bench-engine bench-compare clean distclean
+
+install: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstalls when pyproject.toml changes. torch is not pinned here: where it is already in the
+# venv (CI puts the CPU build there first) pip keeps it, otherwise pip resolves it.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev,peers]'
+	touch $@
+
+test: install
+	$(PY) -m pytest -q tests
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# The harness suite (`hobench run`) will be added to `bench` beside the engine benchmarks.
+bench: bench-engine
+
+bench-engine: install
+	$(PY) -m pytest $(BENCH_FLAGS) --benchmark-save=$(BENCH_NAME)
+
+# The baseline is the latest saved run with the same T (any machine folder under .benchmarks/).
+bench-compare: install
+	@latest=$$(ls $(BENCH_STORAGE)/*/[0-9][0-9][0-9][0-9]_$(BENCH_NAME).json 2>/dev/null \
+		| awk -F/ '{ print $$NF "\t" $$0 }' | sort | tail -n 1 | cut -f 2); \
+	if [ -n "$$latest" ]; then \
+		echo "comparing with $$latest (fails when a median is > 25 % slower)"; \
+		$(PY) -m pytest $(BENCH_FLAGS) --benchmark-compare="$$latest" \
+			--benchmark-compare-fail=median:25%; \
+	else \
+		echo "no saved $(BENCH_NAME) run in $(BENCH_STORAGE)/: this run saves the baseline"; \
+		$(PY) -m pytest $(BENCH_FLAGS) --benchmark-save=$(BENCH_NAME); \
+	fi
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,367 @@
+"""Collects the engine benchmarks' timings and peak memory, and reports them against the targets.
+
+The tests in test_engine.py record into one session-wide `EngineResults`; at the end of the run
+`pytest_terminal_summary` prints a table (case, median seconds, ratio to plain, extra peak MB), the
+target lines with PASS/MISS, and writes the same summary as JSON under results/ so the README
+figures can be regenerated from it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks.engine_cases import C, D, N
+
+# The issue's targets (ratios measured in one run on one machine).
+REVERSE_TIME_MAX = 1.5  # Reverse-HG wall time / torchopt's
+REVERSE_TIME_STRETCH = 1.0
+REVERSE_MEMORY_MAX = 0.25  # Reverse-HG extra peak memory over plain / torchopt's
+FORWARD_SLOPE_MAX = 1.5  # (t(m=10) − t(m=1)) / 9, in plain training runs
+# Forward-HG memory must not grow with T: from T/5 to T it may grow by at most this fraction of
+# what storing the extra states would take (what Reverse-HG does), and never less than 1 MB.
+FORWARD_GROWTH_FRACTION = 0.25
+FORWARD_GROWTH_FLOOR_MB = 1.0
+# Rounds of one case whose slowest is this much slower than its fastest mean a busy machine.
+NOISY_SPREAD = 1.25
+
+
+class EngineResults:
+    """What the engine benchmarks measured in this session."""
+
+    def __init__(self) -> None:
+        self.steps: int | None = None
+        self.cases: list[str] = []
+        self.time_s: dict[str, float] = {}  # case → median seconds
+        self.range_s: dict[str, tuple[float, float]] = {}  # case → (min, max) seconds
+        self.memory: dict[str, dict[str, Any]] = {}  # case → peak_memory's JSON
+        self.skipped: dict[str, str] = {}  # case → reason
+        self.agreement: dict[str, dict[str, Any]] = {}  # check → rel. difference, tolerance
+        self.forward_memory: dict[str, Any] = {}  # T/5 vs T for forward-m10
+        self.extra_info: dict[str, dict] = {}  # case → its benchmark's extra_info
+
+    def record_time(self, case: str, benchmark) -> None:
+        stats = getattr(benchmark, "stats", None)  # None under --benchmark-disable
+        if stats is None:
+            return
+        self.time_s[case] = float(stats.stats.median)
+        self.range_s[case] = (float(stats.stats.min), float(stats.stats.max))
+        self.extra_info[case] = benchmark.extra_info
+
+    def record_memory(self, case: str, measured: dict[str, Any]) -> None:
+        self.memory[case] = measured
+        if case in self.extra_info:  # lands in the saved .benchmarks JSON too
+            self.extra_info[case]["extra_peak_mb"] = measured["extra_mb"]
+
+    # --- the summary ---
+
+    def plain(self) -> str | None:
+        """The faster plain-training loop: the honest baseline."""
+        timed = {c: t for c, t in self.time_s.items() if c.startswith("plain-")}
+        return min(timed, key=timed.get) if timed else None
+
+    def extra_mb(self, case: str) -> float | None:
+        return self.memory[case]["extra_mb"] if case in self.memory else None
+
+    def complete(self) -> bool:
+        """Every case was timed and measured, or skipped: a full run, fit for results/."""
+        return bool(self.cases) and all(
+            c in self.skipped or (c in self.time_s and c in self.memory) for c in self.cases
+        )
+
+    @staticmethod
+    def allowed_forward_growth_mb(trajectory_mb: float) -> float:
+        return max(FORWARD_GROWTH_FLOOR_MB, FORWARD_GROWTH_FRACTION * trajectory_mb)
+
+    def targets(self) -> list[dict[str, Any]]:
+        """Each target: measured value, limit, PASS/MISS (or n/a and why), how it was computed."""
+        plain, t, mem = self.plain(), self.time_s, self.extra_mb
+        out = []
+
+        def add(name: str, limit: float | None, value: float | None, detail: str, needs=()) -> None:
+            """`needs`: (case, where its measurement lives), to say which one is missing."""
+            if value is None:
+                why = detail or "; ".join(
+                    f"{c}: {self.skipped.get(c, 'not measured')}"
+                    for c, got in needs
+                    if c not in got
+                )
+                status, detail = f"n/a ({why})", ""
+            else:
+                status = "PASS" if value <= limit else "MISS"
+            out.append(
+                {"target": name, "value": value, "limit": limit, "status": status, "detail": detail}
+            )
+
+        # Reverse-HG wall time vs torchopt's.
+        value, detail = None, ""
+        if "reverse" in t and "torchopt" in t:
+            value = t["reverse"] / t["torchopt"]
+            detail = f"{t['reverse']:.3f} s / {t['torchopt']:.3f} s"
+            stretch = "met" if value <= REVERSE_TIME_STRETCH else "not met"
+            detail += f"; stretch <= {REVERSE_TIME_STRETCH:g} {stretch}"
+        add(
+            "Reverse-HG time / torchopt",
+            REVERSE_TIME_MAX,
+            value,
+            detail,
+            [("reverse", t), ("torchopt", t)],
+        )
+
+        # Reverse-HG extra peak memory over plain training vs torchopt's.
+        value, detail = None, ""
+        if plain and None not in (mem("reverse"), mem("torchopt"), mem(plain)):
+            base = mem(plain)
+            ours, theirs = max(mem("reverse") - base, 0.0), max(mem("torchopt") - base, 0.0)
+            value = ours / theirs if theirs > 0 else None
+            detail = "" if value is not None else "torchopt added no memory over plain: T too small"
+            detail = detail or (
+                f"({mem('reverse'):.1f} − {base:.1f}) / ({mem('torchopt'):.1f} − {base:.1f}) MB"
+                f", over {plain}"
+            )
+        add(
+            "Reverse-HG extra memory / torchopt",
+            REVERSE_MEMORY_MAX,
+            value,
+            detail,
+            [("reverse", self.memory), ("torchopt", self.memory)],
+        )
+
+        # Forward-HG linear in m, slope at most 1.5 plain training runs per hyperparameter.
+        value, detail = None, ""
+        if plain and "forward-m1" in t and "forward-m10" in t:
+            value = (t["forward-m10"] - t["forward-m1"]) / 9 / t[plain]
+            detail = f"(({t['forward-m10']:.3f} − {t['forward-m1']:.3f}) s / 9) / {t[plain]:.3f} s"
+            if "forward-m3" in t:
+                detail += f"; m=3: {t['forward-m3']:.3f} s"
+        add(
+            "Forward-HG slope per m / plain",
+            FORWARD_SLOPE_MAX,
+            value,
+            detail,
+            [("forward-m1", t), ("forward-m10", t)],
+        )
+
+        # Forward-HG memory flat in T.
+        fm, value, detail, limit = self.forward_memory, None, "", None
+        if fm:
+            value, limit = fm["long_mb"] - fm["short_mb"], fm["allowed_mb"]
+            detail = (
+                f"forward-m10 extra {fm['short_mb']:.2f} MB at T={fm['short_steps']}, "
+                f"{fm['long_mb']:.2f} MB at T={fm['long_steps']}; storing the "
+                f"{fm['long_steps'] - fm['short_steps']} extra states would take "
+                f"{fm['trajectory_mb']:.1f} MB"
+            )
+        add(
+            "Forward-HG memory growth T/5 → T, MB",
+            limit,
+            value,
+            detail,
+            [("forward-m10 at T/5", {})],
+        )
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        plain = self.plain()
+        rows = []
+        for case in self.cases:
+            t, mb = self.time_s.get(case), self.extra_mb(case)
+            lo, hi = self.range_s.get(case, (None, None))
+            rows.append(
+                {
+                    "case": case,
+                    "median_s": t,
+                    "min_s": lo,
+                    "max_s": hi,
+                    "noisy": bool(lo and hi / lo > NOISY_SPREAD),
+                    "ratio_to_plain": t / self.time_s[plain] if t and plain else None,
+                    "extra_peak_mb": mb,
+                    "skipped": self.skipped.get(case),
+                }
+            )
+        return {
+            "meta": _meta(self.steps),
+            "plain": plain,
+            "plain_times_s": {c: t for c, t in self.time_s.items() if c.startswith("plain-")},
+            "cases": rows,
+            "agreement": self.agreement,
+            "forward_memory": self.forward_memory,
+            "targets": self.targets(),
+            "complete": self.complete(),
+            "noisy_cases": [r["case"] for r in rows if r["noisy"]],
+        }
+
+
+RESULTS = EngineResults()
+# The machine's load average (1, 5, 15 min) when the session started: the numbers are only as
+# good as the machine was quiet, so the summary shows it beside the load at the end.
+LOAD_AT_START: tuple[float, float, float] | None = None
+
+
+def pytest_sessionstart(session) -> None:
+    global LOAD_AT_START
+    LOAD_AT_START = _loadavg()
+
+
+def _loadavg() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
+
+
+@pytest.fixture(scope="session")
+def engine_results() -> EngineResults:
+    return RESULTS
+
+
+def _meta(steps: int | None) -> dict[str, Any]:
+    import torch
+
+    versions: dict[str, str | None] = {"torch": torch.__version__}
+    for dist in ("torchopt", "higher", "pytest-benchmark"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "shape": f"hyper-cleaning: {N} examples × {D} features × {C} classes, full-batch GD, "
+        "float32",
+        "steps": steps,
+        "device": "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": _cpu_model(),
+        "python": platform.python_version(),
+        "loadavg_start": LOAD_AT_START,
+        "loadavg_end": _loadavg(),
+        "versions": versions,
+        "git_commit": commit,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _fmt(value: float | None, width: int, decimals: int) -> str:
+    return f"{'—':>{width}}" if value is None else f"{value:{width}.{decimals}f}"
+
+
+def _load(avg: tuple[float, float, float] | None) -> str:
+    return "?" if avg is None else f"{avg[0]:.2f}"
+
+
+def _table(summary: dict[str, Any]) -> list[str]:
+    meta = summary["meta"]
+    lines = [
+        f"{meta['shape']}, T = {meta['steps']}, CPU ({meta['processor']}), "
+        f"{meta['torch_threads']} torch threads, torch {meta['versions']['torch']}",
+        f"load average (1 min) {_load(meta['loadavg_start'])} before the run, "
+        f"{_load(meta['loadavg_end'])} at its end (its own threads included), "
+        f"on {meta['cpu_count']} cores",
+        "",
+        f"{'case':<16} {'median s':>9} {'min s':>8} {'max s':>8} {'× plain':>8} "
+        f"{'extra peak MB':>14}",
+    ]
+    for row in summary["cases"]:
+        if row["skipped"]:
+            lines.append(f"{row['case']:<16} skipped: {row['skipped']}")
+            continue
+        lines.append(
+            f"{row['case']:<16} {_fmt(row['median_s'], 9, 3)} {_fmt(row['min_s'], 8, 3)} "
+            f"{_fmt(row['max_s'], 8, 3)} {_fmt(row['ratio_to_plain'], 8, 2)} "
+            f"{_fmt(row['extra_peak_mb'], 14, 1)}" + (" *" if row["noisy"] else "")
+        )
+    noisy = [row["case"] for row in summary["cases"] if row["noisy"]]
+    if noisy:
+        lines.append(
+            f"* rounds differ by more than {NOISY_SPREAD - 1:.0%} (max/min): the machine was "
+            "busy; the times and ratios of these cases are not to be trusted"
+        )
+    plain, times = summary["plain"], summary["plain_times_s"]
+    if plain:
+        both = ", ".join(f"{c} {t:.3f} s" for c, t in sorted(times.items()))
+        lines += ["", f"plain = {plain} (the faster of {both})"]
+    for check, a in summary["agreement"].items():
+        lines.append(
+            f"agreement {check}: relative difference {a['rel_diff']:.1e} (tolerance {a['tol']:.0e})"
+        )
+    lines += ["", "targets:"]
+    for tg in summary["targets"]:
+        limit = "" if tg["limit"] is None else f"<= {tg['limit']:.3g}"
+        if tg["value"] is None:
+            lines.append(f"  {tg['target']:<38} {tg['status']}")
+            continue
+        lines.append(f"  {tg['target']:<38} {tg['value']:8.3f}  {limit:<8} {tg['status']}")
+        if tg["detail"]:
+            lines.append(f"      {tg['detail']}")
+    return lines
+
+
+def results_path(root: Path, steps: int | None) -> Path:
+    """results/engine-bench.json for the default T = 500; other T get their own file, so a quick
+    run never overwrites the figures the README quotes."""
+    name = "engine-bench.json" if steps == 500 else f"engine-bench-T{steps}.json"
+    return root / "results" / name
+
+
+def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """After pytest-benchmark's table, even when its --benchmark-compare-fail check raises."""
+    try:
+        return (yield)
+    finally:
+        report_engine_results(terminalreporter, config)
+
+
+def report_engine_results(terminalreporter, config) -> None:
+    results = RESULTS
+    if not results.time_s and not results.memory:
+        return
+    summary = results.summary()
+    terminalreporter.write_sep("=", "engine benchmark summary")
+    for line in _table(summary):
+        terminalreporter.write_line(line)
+    path = results_path(config.rootpath, results.steps)
+    if summary["complete"]:
+        write_json_atomically(path, summary)
+        terminalreporter.write_line(f"\nsummary written to {path.relative_to(config.rootpath)}")
+    else:
+        terminalreporter.write_line(f"\npartial run: {path.name} not written")

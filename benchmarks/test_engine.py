@@ -1,0 +1,164 @@
+"""Engine benchmarks on the hyper-cleaning shape (run by `make bench-engine`, not `make test`).
+
+Order matters and is the file's order: first the hypergradients are checked to agree (ours,
+torchopt's, higher's; forward vs reverse), then every case is timed with pytest-benchmark, then
+each case's extra peak memory is measured in a fresh process, and Forward-HG's at T/5 vs T.
+conftest.py collects it all and prints the summary with the targets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.engine_cases import (
+    CASES,
+    PEERS,
+    STEPS,
+    build,
+    forward_problem,
+    fresh_params,
+    make_data,
+    peer_available,
+)
+from hobench.hypergrad import forward, reverse
+
+ROOT = Path(__file__).resolve().parent.parent
+# float32 over T steps: the λ-gradients must agree to this relative norm of their difference.
+REL_TOL = 1e-4
+# Forward vs reverse on the momentum problem: a shorter horizon keeps the check cheap.
+FORWARD_CHECK_STEPS = min(STEPS, 100)
+MEMORY_TIMEOUT_S = 1800
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, torch.Tensor]:
+    return make_data()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _register_cases(engine_results) -> None:
+    engine_results.steps = STEPS
+    engine_results.cases = list(CASES)
+
+
+def skip_missing_peer(case: str, engine_results) -> None:
+    reason = peer_available(case) if case in PEERS else None
+    if reason:
+        engine_results.skipped[case] = reason
+        pytest.skip(reason)
+
+
+def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """‖a − b‖ / ‖b‖."""
+    return ((a - b).norm() / b.norm()).item()
+
+
+# --- correctness (not timed) ---
+
+
+@pytest.fixture(scope="module")
+def reverse_lam_grad(data) -> torch.Tensor:
+    return build("reverse", data)()
+
+
+@pytest.mark.parametrize("peer", PEERS)
+def test_peer_agrees_with_reverse(peer, data, reverse_lam_grad, engine_results):
+    """torchopt's and higher's unrolled λ-gradient equals our Reverse-HG, at the benchmark's T."""
+    skip_missing_peer(peer, engine_results)
+    theirs = build(peer, data)()
+    assert theirs.shape == reverse_lam_grad.shape
+    diff = rel_diff(theirs, reverse_lam_grad)
+    engine_results.agreement[f"{peer} vs reverse (λ, T={STEPS})"] = {
+        "rel_diff": diff,
+        "tol": REL_TOL,
+    }
+    assert diff <= REL_TOL
+
+
+@pytest.mark.parametrize("m", [1, 10])
+def test_forward_agrees_with_reverse(m, data, engine_results):
+    """Forward-HG and Reverse-HG give the same gradient on the benchmarked momentum problem."""
+    dyn, hp, outer = forward_problem(data, m)
+    batch = (data["X"], data["y"])
+    args = (hp, FORWARD_CHECK_STEPS, lambda t: batch, outer)
+    fwd = forward(dyn, dyn.init(fresh_params(), hp), *args).grad
+    rev = reverse(dyn, dyn.init(fresh_params(), hp), *args).grad
+    flat_f = torch.cat([fwd[k].reshape(-1) for k in hp])
+    flat_r = torch.cat([rev[k].reshape(-1) for k in hp])
+    diff = rel_diff(flat_f, flat_r)
+    check = f"forward vs reverse (momentum, m={m}, T={FORWARD_CHECK_STEPS})"
+    engine_results.agreement[check] = {"rel_diff": diff, "tol": REL_TOL}
+    assert diff <= REL_TOL
+
+
+# --- wall time ---
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_time(case, data, benchmark, engine_results):
+    skip_missing_peer(case, engine_results)
+    benchmark.group = f"engine T={STEPS}"
+    benchmark.extra_info.update(case=case, steps=STEPS)
+    run = build(case, data)
+    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=1)
+    engine_results.record_time(case, benchmark)
+
+
+# --- peak memory, each in a fresh process ---
+
+
+def peak_memory(case: str, steps: int) -> dict:
+    """`python -m benchmarks.peak_memory CASE` with T = steps; its JSON line."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.peak_memory", case],
+        cwd=ROOT,
+        env={**os.environ, "HOBENCH_BENCH_T": str(steps)},
+        capture_output=True,
+        text=True,
+        timeout=MEMORY_TIMEOUT_S,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"peak_memory {case} (T={steps}) exited {proc.returncode}:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_peak_memory(case, engine_results):
+    skip_missing_peer(case, engine_results)
+    measured = peak_memory(case, STEPS)
+    assert measured["case"] == case
+    engine_results.record_memory(case, measured)
+
+
+def test_forward_memory_does_not_grow_with_T(data, engine_results):
+    """Forward-HG (m = 10) stores no trajectory: from T/5 to T steps its extra peak memory grows
+    by much less than storing the extra states would take."""
+    short = max(1, STEPS // 5)
+    long = engine_results.memory.get("forward-m10") or peak_memory("forward-m10", STEPS)
+    at_short = peak_memory("forward-m10", short)
+    dyn, hp, _ = forward_problem(data, 10)
+    state_bytes = sum(x.numel() * x.element_size() for x in _leaves(dyn.init(fresh_params(), hp)))
+    trajectory_mb = (STEPS - short) * state_bytes / 2**20
+    allowed = engine_results.allowed_forward_growth_mb(trajectory_mb)
+    engine_results.forward_memory = {
+        "case": "forward-m10",
+        "short_steps": short,
+        "short_mb": at_short["extra_mb"],
+        "long_steps": STEPS,
+        "long_mb": long["extra_mb"],
+        "trajectory_mb": trajectory_mb,
+        "allowed_mb": allowed,
+    }
+    assert long["extra_mb"] - at_short["extra_mb"] <= allowed
+
+
+def _leaves(tree) -> list[torch.Tensor]:
+    return torch.utils._pytree.tree_leaves(tree)
