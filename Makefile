@@ -3,7 +3,9 @@
 #   make install        .venv with the package, dev tools and the peers extra (torchopt, higher)
 #   make test           unit, exactness and integration tests (tests/), no benchmarks
 #   make lint           ruff check + ruff format --check
-#   make bench          the benchmarks (for now: the engine benchmarks)
+#   make bench          engine benchmarks, then suites/default.toml on the embedded data into
+#                       results/local/default, its report, and a comparison with the committed
+#                       run in results/default (informational: another machine may differ)
 #   make bench-engine   engine benchmarks: timings (saved under .benchmarks/ by T), peak
 #                       memory, the target ratios; summary also in results/engine-bench.json
 #                       (HOBENCH_BENCH_T=50 make bench-engine: a quick run, T = 50 steps, about
@@ -27,7 +29,7 @@ BENCH_NAME := engine-T$(HOBENCH_BENCH_T)
 BENCH_FLAGS := benchmarks --benchmark-storage=$(BENCH_STORAGE) --benchmark-sort=name \
 	--benchmark-columns=min,median,max,rounds --benchmark-group-by=group --benchmark-name=short
 
-.PHONY: install test lint bench bench-engine bench-compare clean distclean
+.PHONY: install test lint bench bench-engine bench-suite bench-compare clean distclean
 
 install: $(STAMP)
 
@@ -48,8 +50,14 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# The harness suite (`hobench run`) will be added to `bench` beside the engine benchmarks.
-bench: bench-engine
+bench: bench-engine bench-suite
+
+# Resumes: rerunning after an interruption runs only the missing cells.
+bench-suite: install
+	$(VENV)/bin/hobench run suites/default.toml --results-dir results/local/default
+	$(VENV)/bin/hobench report results/local/default
+	-$(VENV)/bin/hobench compare results/default results/local/default
+	@echo "report: $(CURDIR)/results/local/default/report/index.html"
 
 bench-engine: install
 	$(PY) -m pytest $(BENCH_FLAGS) --benchmark-save=$(BENCH_NAME)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -263,7 +264,9 @@ def test_only_and_force_rerun_and_same_seed_same_metrics(tmp_path: Path) -> None
 def test_results_of_another_configuration_are_refused(tmp_path: Path) -> None:
     suite = load_suite(write_suite(tmp_path, strategy("toy-random")))
     store = ResultsStore(tmp_path / "results")
-    stale = run_cell(cell("toy-random", points=2), "toys", None, MANIFEST)
+    first = suite.cells()[0]
+    other = dataclasses.replace(first, strategy_params={**first.strategy_params, "points": 2})
+    stale = run_cell(other, "toys", None, MANIFEST)
     store.append(stale)
     with pytest.raises(StoreError, match="different strategy_params.*--force"):
         run_suite(suite, tmp_path / "results", quiet=True)

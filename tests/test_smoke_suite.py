@@ -55,3 +55,9 @@ def test_a_rerun_resumes_and_runs_nothing(smoke_results):
     again = hobench("run", "suites/smoke.toml", "--quiet", "--results-dir", str(smoke_results))
     assert again.returncode == 0
     assert "0 cell(s) run" in again.stderr or "nothing to run" in again.stderr.lower()
+
+
+def test_the_smoke_results_compare_clean_with_the_committed_baseline(smoke_results):
+    """CI's regression gate: same seeds, same accuracies; times normalised by calibration."""
+    gate = hobench("compare", "results/smoke-baseline", str(smoke_results), "--time-ratio", "2.0")
+    assert gate.returncode == 0, gate.stdout + gate.stderr

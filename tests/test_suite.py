@@ -151,17 +151,18 @@ def test_valid_suite_cells(tmp_path: Path) -> None:
     assert first == Cell(
         task_id="q1",
         task_kind="toy-quad",
-        task_params={"scale": 2.0},
+        # every parameter with the value it runs with, defaults included
+        task_params={"scale": 2.0, "label": "toy", "weights": (1.0,), "extra": None},
         strategy_id="toy-random",
         strategy_kind="toy-random",
-        strategy_params={"points": 3},
+        strategy_params={"points": 3, "sleep": 0.0, "allocate_mb": 0, "verbose": False},
         seed=0,
         budget={"seconds": 5.0, "steps": None},
         device="auto",
     )
     assert isinstance(first.task_params["scale"], float)  # int accepted for float, stored as float
     assert cells[2].budget == {"seconds": None, "steps": 20}  # a strategy's budget replaces it
-    assert cells[4].task_params == {"weights": [1, 2]}
+    assert cells[4].task_params["weights"] == [1, 2]
     assert suite.cells(device="cpu")[0].device == "cpu"
     assert Cell.from_dict(first.to_dict()) == first
 

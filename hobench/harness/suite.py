@@ -378,7 +378,9 @@ class _Validator:
                 raise self.fail(
                     f"{where}.{key}", f"required by {registry.kind} {kind!r}", f"set {key} = ..."
                 )
-        return checked
+        # Every parameter with the value it runs with: results and reports then say what ran
+        # (e.g. the hyper-cleaning radius and data source) even where the suite kept a default.
+        return {key: checked.get(key, default) for key, default in defaults.items()}
 
     def typed(self, value: Any, default: Any, where: str) -> Any:
         """`value` checked against the type of the parameter's default (None: anything goes)."""
