@@ -16,7 +16,18 @@ from hobench.registry import STRATEGIES, TASKS, Registry
 
 # A small, well-conditioned ridge: λ* = (0.37, 1.26), interior; T = 60 trains to convergence.
 RIDGE = dict(groups=2, steps=60, l2_high=3.0)
-ALL = ["default", "grid", "random", "tpe", "qmc", "reverse-hg", "forward-hg", "rtho", "rtho-nt"]
+ALL = [
+    "default",
+    "grid",
+    "random",
+    "tpe",
+    "qmc",
+    "gp",
+    "reverse-hg",
+    "forward-hg",
+    "rtho",
+    "rtho-nt",
+]
 
 
 def run(task, strategy, budget, seed=0, **strategy_params):
