@@ -37,8 +37,7 @@ def grid_values(param: HyperParam, k: int) -> list[float]:
 
 def grid_resolution(evaluations: int, dims: int) -> int:
     """Points per dimension so the whole grid fits in the affordable evaluations (at least 2)."""
-    k = max(2, math.floor(evaluations ** (1 / dims) + 1e-9))
-    return k
+    return max(2, math.floor(evaluations ** (1 / dims) + 1e-9))
 
 
 class OptunaStrategy(Strategy):
@@ -141,18 +140,12 @@ class GaussianProcess(OptunaStrategy):
 
 @STRATEGIES.register("qmc")
 class QuasiMonteCarlo(OptunaStrategy):
-    def __init__(self) -> None:
-        pass
-
     def make_sampler(self, space, budget, task, seed):
         return optuna.samplers.QMCSampler(seed=seed, scramble=True)
 
 
 @STRATEGIES.register("cmaes")
 class CmaEs(OptunaStrategy):
-    def __init__(self) -> None:
-        pass
-
     def make_sampler(self, space, budget, task, seed):
         try:
             import cmaes  # noqa: F401
@@ -202,9 +195,6 @@ class GridSearch(OptunaStrategy):
 @STRATEGIES.register("default")
 class Default(Strategy):
     """One training run at the task's default hyperparameters (the paper's Vanilla row)."""
-
-    def __init__(self) -> None:
-        pass
 
     def run(self, task, budget, rng, recorder):
         config = task.default_config()

@@ -158,19 +158,7 @@ class HyperCleaning(Task):
 
     def finalize_config(self, config: dict[str, float]) -> dict:
         keep = self._kept_by_rule(config["keep_fraction"])
-        return self._final_metrics(
-            keep,
-            self._metrics(
-                self._fit(
-                    self.train[0][keep],
-                    self.train[1][keep],
-                    self._ones(len(keep)),
-                    self.steps,
-                    config["l2"],
-                )
-            ),
-            l2=config["l2"],
-        )
+        return self._final_metrics(keep, self.evaluate(config), l2=config["l2"])
 
     # --- the gradient problem -----------------------------------------------------------------
     def gradient_problem(self, start: str = "default") -> GradientProblem:
