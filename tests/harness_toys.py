@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from hobench.harness.budget import Budget
+from hobench.harness.cost import CostModel
 from hobench.harness.recorder import Recorder
 from hobench.registry import STRATEGIES, TASKS
 from hobench.strategies.base import Strategy
@@ -22,6 +23,7 @@ from hobench.tasks.base import Evaluation, HyperParam, Task
 
 REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 STEPS_PER_EVALUATION = 10
+EVALUATION_FLOPS = 1000  # what the toy says one evaluation costs: one plain run
 
 
 def plugin_env() -> dict[str, str]:
@@ -58,6 +60,9 @@ class ToyQuadratic(Task):
     def steps_per_evaluation(self) -> int:
         return STEPS_PER_EVALUATION
 
+    def cost_model(self) -> CostModel:
+        return CostModel.fixed(EVALUATION_FLOPS)
+
     def evaluate(self, config: dict[str, float]) -> Evaluation:
         loss = self.scale * (config["x"] - self.optimum) ** 2
         return Evaluation(val_loss=loss, val_acc=1 - loss, test_acc=1 - 2 * loss, steps=10)
@@ -69,7 +74,8 @@ class ToyQuadratic(Task):
 class _Toy(Strategy):
     def evaluate(self, task: Task, config: dict, budget: Budget, recorder: Recorder) -> Evaluation:
         ev = task.evaluate(config)
-        budget.spend(ev.steps, cost=2 * ev.steps)
+        budget.price(EVALUATION_FLOPS)
+        budget.spend(EVALUATION_FLOPS, ev.steps)
         recorder.point(config, ev.val_loss, ev.val_acc, ev.test_acc)
         return ev
 
@@ -87,7 +93,8 @@ class ToyRandom(_Toy):
         ballast = np.ones(self.allocate_mb * 2**20 // 8) if self.allocate_mb else None
         best = None
         for _ in range(self.points):
-            if not budget.fits(task.steps_per_evaluation()):
+            budget.price(EVALUATION_FLOPS)
+            if not budget.fits(EVALUATION_FLOPS, task.steps_per_evaluation()):
                 break
             time.sleep(self.sleep)
             config = {"x": float(rng.uniform())}

@@ -65,7 +65,7 @@ def comparable(record: dict[str, Any]) -> dict[str, Any]:
         "trajectory": [
             {k: v for k, v in p.items() if k != "elapsed_s"} for p in record["trajectory"]
         ],
-        "steps": (resources["inner_steps"], resources["cost_steps"]),
+        "steps": (resources["inner_steps"], resources["flops"]),
     }
 
 
@@ -128,7 +128,8 @@ def test_run_cell_ok_adds_regret_and_resources() -> None:
     assert len(record["trajectory"]) == 4
     assert record["final"]["regret"] == record["final"]["val_loss"]
     resources = record["resources"]
-    assert resources["inner_steps"] == 40 and resources["cost_steps"] == 80
+    assert resources["inner_steps"] == 40 and resources["cost"] == 4.0  # 4 toy evaluations
+    assert resources["units"] == 4 and resources["unit_cost"] == 1.0
     assert resources["peak_rss_mb"] > 10 and resources["cuda_peak_mb"] is None
     assert resources["overrun_s"] == 0.0
     assert record["manifest"] == MANIFEST

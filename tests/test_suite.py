@@ -157,11 +157,15 @@ def test_valid_suite_cells(tmp_path: Path) -> None:
         strategy_kind="toy-random",
         strategy_params={"points": 3, "sleep": 0.0, "allocate_mb": 0, "verbose": False},
         seed=0,
-        budget={"seconds": 5.0, "steps": None},
+        budget={"cost": None, "seconds": 5.0, "steps": None},
         device="auto",
     )
     assert isinstance(first.task_params["scale"], float)  # int accepted for float, stored as float
-    assert cells[2].budget == {"seconds": None, "steps": 20}  # a strategy's budget replaces it
+    assert cells[2].budget == {
+        "cost": None,
+        "seconds": None,
+        "steps": 20,
+    }  # a strategy's budget replaces it
     assert cells[4].task_params["weights"] == [1, 2]
     assert suite.cells(device="cpu")[0].device == "cpu"
     assert Cell.from_dict(first.to_dict()) == first
@@ -178,7 +182,7 @@ def test_strategy_budgets_make_suite_budget_optional(tmp_path: Path) -> None:
     path = write(tmp_path, TASK + STRATEGY + "[strategies.budget]\nseconds = 1\n")
     suite = load_suite(path)
     assert suite.budget is None and suite.seeds == (0,)
-    assert suite.cells()[0].budget == {"seconds": 1.0, "steps": None}
+    assert suite.cells()[0].budget == {"cost": None, "seconds": 1.0, "steps": None}
 
 
 @pytest.mark.parametrize("case", ["unknown-task", "task-seed", "syntax"])

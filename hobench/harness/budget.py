@@ -1,40 +1,60 @@
-"""The one budget every strategy runs under: wall-clock seconds and/or inner training steps."""
+"""The one budget every strategy runs under: cost, wall-clock seconds and/or inner steps.
+
+`cost` is floating-point work in plain-training equivalents (see `hobench.harness.cost`): the
+same on every machine and under any load, so a seeded search under a cost budget is
+reproducible bit for bit. `seconds` is wall-clock; `steps` counts applications of Φ (a
+hypergradient step counts one, whatever it costs). Several may be set: the first reached ends
+the search. Strategies work in units (one evaluation, one hypergradient, one RTHO chunk): a
+unit starts only if it fits every limit, so no limit is exceeded — except seconds, which a
+unit can overrun when it takes longer than the last one did; that overrun is recorded.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
+import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+LIMITS = ("cost", "seconds", "steps")
 
 
 class BudgetError(ValueError):
-    """A budget that cannot be run (negative, zero, or smaller than one unit of work)."""
+    """A budget that cannot be run (missing, negative, non-finite or below one unit of work)."""
 
 
 @dataclass
 class Budget:
-    """Wall-clock seconds and/or inner steps, and the meter that spends them.
+    """The limits and the meter that spends them."""
 
-    One inner step is one application of the training map Φ, counted the same way for every
-    strategy. `cost_steps` also counts what a step really cost in step-equivalents (a forward-mode
-    step over m directions, a reverse step), so tables can be read per step and per second.
-    """
-
+    cost: float | None = None
     seconds: float | None = None
     steps: int | None = None
+    flops_used: int = 0
     steps_used: int = 0
-    cost_steps: float = 0.0
+    units: int = 0
+    plain_run_flops: int | None = None
+    unit_seconds: list[float] = field(default_factory=list, repr=False)
     _start: float | None = field(default=None, repr=False)
     _stopped_at: float | None = field(default=None, repr=False)
+    _paused_s: float = field(default=0.0, repr=False)
+    _last_spend_at: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
-        if self.seconds is None and self.steps is None:
-            raise BudgetError("a budget needs `seconds` or `steps` (or both)")
-        if self.seconds is not None and not (self.seconds > 0 and math.isfinite(self.seconds)):
-            raise BudgetError(f"budget seconds must be a positive number, got {self.seconds!r}")
+        if self.cost is None and self.seconds is None and self.steps is None:
+            raise BudgetError("a budget needs `cost`, `seconds` or `steps` (or several)")
+        for name in ("cost", "seconds"):
+            value = getattr(self, name)
+            if value is not None and not (
+                isinstance(value, int | float) and math.isfinite(value) and value > 0
+            ):
+                raise BudgetError(f"budget {name} must be a positive finite number, got {value!r}")
         if self.steps is not None and (int(self.steps) != self.steps or self.steps <= 0):
             raise BudgetError(f"budget steps must be a positive integer, got {self.steps!r}")
 
+    # --- the clock ----------------------------------------------------------------------------
     def start(self) -> Budget:
         self._start = time.perf_counter()
         return self
@@ -46,37 +66,83 @@ class Budget:
 
     @property
     def elapsed(self) -> float:
+        """Seconds of search so far, excluding paused bookkeeping (FLOP counting)."""
         if self._stopped_at is not None:
             return self._stopped_at
         if self._start is None:
             self.start()
-        return time.perf_counter() - self._start
+        return time.perf_counter() - self._start - self._paused_s
 
-    def fits(self, steps: int) -> bool:
-        """Whether `steps` more inner steps may start now without overrunning the step budget."""
-        if self.steps is not None and self.steps_used + steps > self.steps:
-            return False
-        return not self.out_of_time()
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Bookkeeping that is not search (counting a unit's FLOPs) stays off the clock."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._paused_s += time.perf_counter() - started
 
-    def out_of_time(self) -> bool:
-        return self.seconds is not None and self.elapsed >= self.seconds
-
-    def exhausted(self) -> bool:
-        return self.out_of_time() or (self.steps is not None and self.steps_used >= self.steps)
-
-    def spend(self, steps: int, cost: float | None = None) -> None:
-        """Record `steps` applications of Φ that cost `cost` step-equivalents (default: `steps`)."""
-        self.steps_used += steps
-        self.cost_steps += steps if cost is None else cost
+    # --- the meter ----------------------------------------------------------------------------
+    def price(self, plain_run_flops: int) -> None:
+        """Set the currency: the FLOPs of one plain training run of the task."""
+        if plain_run_flops <= 0:
+            raise BudgetError(f"a plain training run must cost > 0 FLOPs, got {plain_run_flops}")
+        self.plain_run_flops = int(plain_run_flops)
 
     @property
-    def remaining_steps(self) -> int | None:
-        return None if self.steps is None else self.steps - self.steps_used
+    def cost_used(self) -> float | None:
+        """Work spent so far in plain-training equivalents (None before the budget is priced)."""
+        return None if self.plain_run_flops is None else self.flops_used / self.plain_run_flops
+
+    def fits(self, flops: int, steps: int = 0) -> bool:
+        """Whether a unit of `flops` and `steps` inner steps may start now: within the cost and
+        step limits, and — under a seconds limit — not predicted (from the duration of the last
+        unit) to end past it."""
+        if self.cost is not None:
+            if self.plain_run_flops is None:
+                raise BudgetError("a cost budget needs price(plain_run_flops) before spending")
+            if self.flops_used + flops > self.cost * self.plain_run_flops:
+                return False
+        if self.steps is not None and self.steps_used + steps > self.steps:
+            return False
+        if self.seconds is not None:
+            predicted = self.unit_seconds[-1] if self.unit_seconds else 0.0
+            if self.elapsed + predicted > self.seconds:
+                return False
+        return True
+
+    def spend(self, flops: int, steps: int = 0) -> None:
+        """Record one finished unit of `flops` FLOPs and `steps` applications of Φ."""
+        now = self.elapsed
+        self.unit_seconds.append(now - self._last_spend_at)
+        self._last_spend_at = now
+        self.flops_used += int(flops)
+        self.steps_used += int(steps)
+        self.units += 1
+
+    def smallest_unit_error(self, flops: int, steps: int, what: str) -> BudgetError | None:
+        """The error to raise when not even one unit fits an empty budget, else None."""
+        if self.cost is not None and self.plain_run_flops is not None:
+            need = flops / self.plain_run_flops
+            if need > self.cost:
+                return BudgetError(
+                    f"cost budget {self.cost:g} is below one {what} ({need:.4g} plain runs); "
+                    f"set cost >= {math.ceil(need * 100) / 100:g}"
+                )
+        if self.steps is not None and steps > self.steps:
+            return BudgetError(
+                f"step budget {self.steps} is below one {what} ({steps} steps); "
+                f"set steps >= {steps}"
+            )
+        return None
 
     @property
     def overrun(self) -> float:
         """Seconds spent past the wall-clock budget (0 when within it or when there is none)."""
         return 0.0 if self.seconds is None else max(0.0, self.elapsed - self.seconds)
 
+    def unit_median_s(self) -> float | None:
+        return statistics.median(self.unit_seconds) if self.unit_seconds else None
+
     def as_dict(self) -> dict:
-        return {"seconds": self.seconds, "steps": self.steps}
+        return {name: getattr(self, name) for name in LIMITS}

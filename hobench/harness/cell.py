@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hobench.harness.budget import Budget
+from hobench.harness.budget import LIMITS, Budget
 from hobench.harness.measure import peak_rss_mb, resolve_device, synchronize
 from hobench.harness.recorder import Recorder, summarise
 from hobench.harness.suite import Cell
@@ -112,13 +112,17 @@ def run_cell(
             wall_s = time.perf_counter() - run_start
         status, error, final = "failed", error_line(exc), dict(recorder.final)
 
-    seconds = cell.budget.get("seconds")
     cuda = device.startswith("cuda") and torch.cuda.is_available()
     resources = {
         "wall_s": wall_s,
-        "overrun_s": max(0.0, wall_s - seconds) if seconds else 0.0,
+        "overrun_s": budget.overrun,  # the search's, not the unbudgeted final protocol's
         "inner_steps": budget.steps_used,
-        "cost_steps": budget.cost_steps,
+        "cost": budget.cost_used,
+        "flops": budget.flops_used,
+        "plain_run_flops": budget.plain_run_flops,
+        "units": budget.units,
+        "unit_cost": budget.cost_used / budget.units if budget.units and budget.cost_used else None,
+        "unit_s": budget.unit_median_s(),
         "peak_rss_mb": peak_rss_mb(),
         "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
         "setup_s": setup_s,
@@ -148,7 +152,7 @@ def make_record(
         "strategy_kind": cell.strategy_kind,
         "strategy_params": cell.strategy_params,
         "seed": cell.seed,
-        "budget": {"seconds": cell.budget.get("seconds"), "steps": cell.budget.get("steps")},
+        "budget": {name: cell.budget.get(name) for name in LIMITS},
         "status": status,
         "error": error,
         "trajectory": trajectory,
@@ -167,7 +171,12 @@ def crash_record(
         "wall_s": wall_s,
         "overrun_s": 0.0,
         "inner_steps": None,
-        "cost_steps": None,
+        "cost": None,
+        "flops": None,
+        "plain_run_flops": None,
+        "units": None,
+        "unit_cost": None,
+        "unit_s": None,
         "peak_rss_mb": None,
         "cuda_peak_mb": None,
         "setup_s": None,

@@ -67,7 +67,7 @@ class Recorder:
         point = {
             "elapsed_s": self.budget.elapsed,
             "inner_steps": self.budget.steps_used,
-            "cost_steps": self.budget.cost_steps,
+            "cost": self.budget.cost_used,
             "val_loss": val_loss,
             "val_acc": _finite_or_none(val_acc),
             "test_acc": _finite_or_none(test_acc),

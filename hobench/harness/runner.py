@@ -21,9 +21,11 @@ from typing import Any, TextIO
 import torch
 
 import hobench
+from hobench.harness.budget import LIMITS
 from hobench.harness.cell import crash_record, jsonable
 from hobench.harness.measure import manifest as make_manifest
 from hobench.harness.measure import resolve_device
+from hobench.harness.preflight import check_budgets
 from hobench.harness.store import ResultsStore, StoreError
 from hobench.harness.suite import Cell, Suite
 
@@ -81,10 +83,7 @@ def _check_not_stale(cells: list[Cell], records: list[dict[str, Any]], path: Pat
                 "task_params": cell.task_params,
                 "strategy_kind": cell.strategy_kind,
                 "strategy_params": cell.strategy_params,
-                "budget": {
-                    "seconds": cell.budget.get("seconds"),
-                    "steps": cell.budget.get("steps"),
-                },
+                "budget": {name: cell.budget.get(name) for name in LIMITS},
             }
         )
         for key, value in expected.items():
@@ -281,6 +280,7 @@ def run_suite(
     started = time.perf_counter()
     resolved = resolve_device(device or suite.device)  # fail before anything runs
     cells = [c for c in suite.cells(device) if not cell_filter or cell_filter in c.key]
+    check_budgets(cells, data_dir)
     store = ResultsStore(results_dir)
     if force:
         store.remove(cell.key for cell in cells)
@@ -298,7 +298,14 @@ def run_suite(
         summary.wall_s = time.perf_counter() - started
         return summary
 
-    threads = max(1, _cores() // jobs)
+    # Threads are the suite's, not --jobs': a float sum splits differently over 1 and 2
+    # threads, so pinning them is what makes a seeded cost-budget run bit-identical.
+    threads = suite.threads
+    if jobs * threads > _cores():
+        progress.say(
+            f"hobench: note: {jobs} jobs x {threads} thread(s) > {_cores()} cores; "
+            "cells will share cores (results are unaffected, times are slower)"
+        )
     manifest = make_manifest(resolved, threads)
     # A CI cancel (SIGTERM) stops as cleanly as Ctrl-C; signals can only be set in the main thread.
     main_thread = threading.current_thread() is threading.main_thread()

@@ -27,8 +27,9 @@ TOP_LEVEL_KEYS = (
     "tasks",
     "strategies",
     "exclude",
+    "threads",
 )
-BUDGET_KEYS = ("seconds", "steps")
+BUDGET_KEYS = ("cost", "seconds", "steps")
 MIN_SECONDS = 0.1  # below this the process start alone overruns the budget
 HARNESS_TASK_KEYS = {
     "seed": "set `seeds` at the top level",
@@ -79,6 +80,7 @@ class Cell:
     seed: int
     budget: dict[str, Any]
     device: str
+    threads: int = 1
 
     @property
     def key(self) -> str:
@@ -113,6 +115,7 @@ class Suite:
     tasks: tuple[Entry, ...]
     strategies: tuple[Entry, ...]
     exclude: tuple[str, ...] = ()  # "task_id/strategy_id" pairs not to run
+    threads: int = 1  # torch threads per cell: pinned, so results do not depend on --jobs
 
     def cells(self, device: str | None = None) -> list[Cell]:
         """All cells, task-major then strategy then seed; `device` overrides the suite's."""
@@ -127,6 +130,7 @@ class Suite:
                 seed=seed,
                 budget=dict(strategy.budget or self.budget or {}),
                 device=device or self.device,
+                threads=self.threads,
             )
             for task in self.tasks
             for strategy in self.strategies
@@ -214,7 +218,7 @@ class _Validator:
             budget = self.budget(data["budget"], "budget")
         elif any(s.budget is None for s in strategies):
             raise self.fail(
-                "budget", "missing", "add a [budget] table with `seconds` and/or `steps`"
+                "budget", "missing", "add a [budget] table with `cost`, `seconds` and/or `steps`"
             )
         return Suite(
             name=name,
@@ -226,7 +230,17 @@ class _Validator:
             tasks=tasks,
             strategies=strategies,
             exclude=self.exclude(data.get("exclude", []), tasks, strategies),
+            threads=self.threads(data.get("threads", 1)),
         )
+
+    def threads(self, value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise self.fail(
+                "threads",
+                f"expected an integer >= 1, got {value!r}",
+                "set the torch threads each cell uses, e.g. threads = 1",
+            )
+        return value
 
     def string(self, table: dict[str, Any], key: str, default: str, where: str = "") -> str:
         value = table.get(key, default)
@@ -285,7 +299,9 @@ class _Validator:
         return value
 
     def budget(self, value: Any, where: str) -> dict[str, Any]:
-        fix = "give seconds (>= 0.1) and/or steps (an integer >= 1)"
+        fix = (
+            "give cost (plain-training runs, > 0), seconds (>= 0.1) and/or steps (an integer >= 1)"
+        )
         if not isinstance(value, dict):
             raise self.fail(where, f"expected a table, got {_type_name(value)}", fix)
         for key in value:
@@ -293,7 +309,12 @@ class _Validator:
                 raise self.fail(f"{where}.{key}", "unknown budget key", fix)
         if not value:
             raise self.fail(where, "empty budget", fix)
-        seconds, steps = value.get("seconds"), value.get("steps")
+        cost, seconds, steps = value.get("cost"), value.get("seconds"), value.get("steps")
+        if cost is not None:
+            if not _is_number(cost) or not math.isfinite(cost):
+                raise self.fail(f"{where}.cost", f"not a finite number: {cost!r}", fix)
+            if cost <= 0:
+                raise self.fail(f"{where}.cost", f"non-positive: {cost}", fix)
         if seconds is not None:
             if not _is_number(seconds) or not math.isfinite(seconds):
                 raise self.fail(f"{where}.seconds", f"not a finite number: {seconds!r}", fix)
@@ -307,6 +328,7 @@ class _Validator:
             if steps < 1:
                 raise self.fail(f"{where}.steps", f"impossible budget of {steps} steps", fix)
         return {
+            "cost": None if cost is None else float(cost),
             "seconds": None if seconds is None else float(seconds),
             "steps": steps,
         }
