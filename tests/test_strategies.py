@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -10,9 +11,23 @@ import textwrap
 import numpy as np
 import pytest
 
-from hobench.harness.budget import Budget
+from hobench.harness.budget import Budget, BudgetError
 from hobench.harness.recorder import Recorder
 from hobench.registry import STRATEGIES, TASKS, Registry
+from hobench.strategies.blackbox import grid_shape, grid_values
+from hobench.tasks.base import HyperParam
+
+SMALL_AUX = dict(
+    n_train=300,
+    n_val=100,
+    n_test=100,
+    depth=1,
+    width=8,
+    batch_size=20,
+    steps=30,
+    val_batch_size=50,
+    dtype="float64",
+)
 
 # A small, well-conditioned ridge: λ* = (0.37, 1.26), interior; T = 60 trains to convergence.
 RIDGE = dict(groups=2, steps=60, l2_high=3.0)
@@ -42,7 +57,7 @@ def run(task, strategy, budget, seed=0, **strategy_params):
 @pytest.mark.parametrize("strategy", ["reverse-hg", "forward-hg"])
 def test_gradient_strategies_reach_the_ridge_optimum(strategy):
     task = TASKS.create("ridge", seed=0, **RIDGE)
-    recorder, _ = run(task, strategy, {"steps": 60 * 40}, hyper_lr=0.3)
+    recorder, _ = run(task, strategy, {"steps": 60 * 40}, hyper_lr=0.04)
     f0 = recorder.points[0]["val_loss"]
     assert recorder.final["regret"] < 1e-4 * f0
 
@@ -64,25 +79,101 @@ def test_every_strategy_records_a_finite_regret_and_stops_exactly_at_a_step_budg
     recorder, budget = run(task, strategy, {"steps": steps})
     assert np.isfinite(recorder.final.get("regret", task.regret(recorder.final["val_loss"])))
     assert recorder.points and all(p["inner_steps"] <= steps for p in recorder.points)
-    unit = 10 if strategy.startswith("rtho") else 60  # RTHO moves in Δ = 10 steps
-    if strategy == "default":
-        assert budget.steps_used == 60
+    if strategy in ("default", "rtho", "rtho-nt"):
+        assert budget.steps_used == 60  # one run of the task's T steps (RTHO's is online)
     elif strategy == "grid":
-        # 5 evaluations fit: 2 points per dimension, and the 2×2 grid ends the search.
+        # 5 evaluations fit: a 2 × 2 grid (3 × 2 = 6 would not).
         assert len(recorder.points) == 4 and budget.steps_used == 240
     else:
-        assert steps - unit < budget.steps_used <= steps
+        assert steps - 60 < budget.steps_used <= steps
 
 
 @pytest.mark.parametrize("strategy", ["grid", "random", "tpe", "reverse-hg", "rtho"])
 def test_wall_clock_budget_overrun_is_within_one_unit_of_work(strategy):
     task = TASKS.create("ridge", seed=0, **RIDGE)
     recorder, budget = run(task, strategy, {"seconds": 1.5})
-    times = [0.0] + [p["elapsed_s"] for p in recorder.points]
-    longest_unit = max(np.diff(times))
-    if strategy != "grid":  # a grid may be complete before the time is up
-        assert budget.elapsed >= 1.5
+    longest_unit = max(budget.unit_seconds)
+    if strategy not in ("grid", "rtho"):  # a grid or an RTHO run may end before the time is up
+        # it stopped because the next unit, as long as the last, would have ended too late
+        assert budget.elapsed + budget.unit_seconds[-1] > 1.5
     assert budget.overrun <= max(0.05 * 1.5, longest_unit)
+
+
+COST_BUDGET = 7.5  # plain-training runs; no strategy's unit divides it
+
+
+@pytest.mark.parametrize("strategy", [*ALL, "early-stopping"])
+def test_no_strategy_exceeds_a_cost_budget_and_each_spends_what_it_needs(strategy):
+    task = TASKS.create("ridge", seed=0, **RIDGE)
+    recorder, budget = run(task, strategy, {"cost": COST_BUDGET})
+    unit = budget.cost_used / budget.units
+    assert 0 < budget.cost_used <= COST_BUDGET
+    assert [p["cost"] for p in recorder.points] == sorted(p["cost"] for p in recorder.points)
+    if strategy in ("default", "early-stopping", "rtho", "rtho-nt"):
+        assert budget.steps_used == 60  # one run of T steps; the rest is reported, not spent
+    elif strategy == "grid":
+        assert len(recorder.points) == math.prod(grid_shape(budget.units, 2))
+    else:  # searches stop only when the next unit would not fit
+        assert COST_BUDGET - budget.cost_used < unit
+
+
+def test_cost_is_deterministic_and_blind_to_the_clock():
+    task = TASKS.create("ridge", seed=0, **RIDGE)
+    first = run(task, "reverse-hg", {"cost": COST_BUDGET})[0]
+    again = run(TASKS.create("ridge", seed=0, **RIDGE), "reverse-hg", {"cost": COST_BUDGET})[0]
+    strip = ("elapsed_s",)
+    assert [{k: v for k, v in p.items() if k not in strip} for p in first.points] == [
+        {k: v for k, v in p.items() if k not in strip} for p in again.points
+    ]
+    assert first.final == again.final
+
+
+def test_a_budget_below_one_unit_is_refused_with_the_smallest_workable_value():
+    task = TASKS.create("ridge", seed=0, **RIDGE)
+    with pytest.raises(BudgetError, match=r"below one hyper-iteration .* set cost >= 3\.\d+"):
+        run(task, "reverse-hg", {"cost": 2.0})
+    with pytest.raises(BudgetError, match=r"below one evaluation .* set cost >= 1\.\d+"):
+        run(task, "tpe", {"cost": 0.5})
+
+
+def test_grid_points_are_cell_centred_never_corners():
+    log_param = HyperParam("l2", 1e-3, 10.0, default=1.0, log=True)
+    assert grid_values(log_param, 2) == pytest.approx([10**-2, 10**0.0])
+    assert grid_values(HyperParam("x", 0.0, 1.0, 0.5), 1) == [0.5]
+    assert grid_values(HyperParam("x", 0.0, 1.0, 0.5), 4) == [0.125, 0.375, 0.625, 0.875]
+    assert grid_shape(10, 2) == [3, 3] and grid_shape(12, 2) == [4, 3]
+    assert grid_shape(7, 3) == [2, 2, 1] and grid_shape(1, 3) == [1, 1, 1]
+    task = TASKS.create("ridge", seed=0, **RIDGE)
+    recorder, _ = run(task, "grid", {"cost": 4.5})  # 4 evaluations: a 2 × 2 grid
+    seen = {tuple(p["hp"].values()) for p in recorder.points}
+    low, high = task.l2_low, task.l2_high
+    assert len(seen) == 4
+    assert all(low < value < high for point in seen for value in point)
+
+
+@pytest.mark.parametrize("strategy", ["rtho", "rtho-nt"])
+def test_rtho_trains_exactly_T_steps_and_its_schedule_is_retrained(strategy):
+    """RTHO's answer is its λ schedule: the final protocol replays it from s_0 for the task's T
+    plain steps, reproducing the online run's model (up to the jvp's rounding)."""
+    task = TASKS.create("auxtarget", seed=0, **SMALL_AUX)
+    recorder, budget = run(task, strategy, {"cost": 50}, delta=5, record_every=1)
+    final = recorder.final
+    assert final["online_steps"] == budget.steps_used == SMALL_AUX["steps"]
+    online_last = recorder.points[-1]  # the online model after its last chunk
+    assert final["val_loss"] == pytest.approx(online_last["val_loss"], rel=1e-9)
+    assert final["test_acc"] == online_last["test_acc"]
+    assert budget.cost_used < 50  # the budget it did not need is not spent
+
+
+def test_rtho_schedule_replay_is_a_real_retraining():
+    """The replay trains from s_0: a task whose weights start elsewhere gives another model."""
+    task = TASKS.create("auxtarget", seed=0, **SMALL_AUX)
+    recorder, _ = run(task, "rtho", {"cost": 50}, delta=5)
+    replayed = recorder.final["val_loss"]
+    original = task._params0
+    task._params0 = lambda: tuple(p + 0.1 for p in original())
+    schedule_hp = task.gradient_problem("rtho").hp0
+    assert task.finalize_schedule(lambda t: schedule_hp)["val_loss"] != replayed
 
 
 def test_diverging_evaluations_are_failed_trials_not_crashes():
@@ -116,16 +207,15 @@ def test_reverse_hg_cleaning_beats_baseline_on_embedded_data():
         radius=250.0,
         steps=50,
         final_steps=200,
-        hyper_lr=0.1,
     )
-    recorder, _ = run(task, "reverse-hg", {"steps": 50 * 40})
+    recorder, _ = run(task, "reverse-hg", {"cost": 40})
     final = recorder.final
     assert final["test_acc"] > final["rows"]["Baseline"]["test_acc"]
     assert final["f1"] > 0.5
 
 
 THIRD_PARTY = '''
-from hobench.strategies.base import Strategy
+from hobench.strategies.base import Strategy, priced
 
 
 class Constant(Strategy):
@@ -136,11 +226,13 @@ class Constant(Strategy):
 
     def run(self, task, budget, rng, recorder):
         config = task.default_config()
+        costs = priced(task, budget)
+        unit, steps = costs.evaluation(), task.steps_per_evaluation()
         for _ in range(self.repeats):
-            if not budget.fits(task.steps_per_evaluation()):
+            if not budget.fits(unit, steps):
                 break
             ev = task.evaluate(config)
-            budget.spend(task.steps_per_evaluation())
+            budget.spend(unit, steps)
             recorder.point(config, ev.val_loss, ev.val_acc, ev.test_acc)
         budget.stop()
         recorder.finish(config=config, **task.finalize_config(config))

@@ -97,15 +97,42 @@ def test_hypercleaning_oracle_beats_baseline_on_embedded_data():
     task = TASKS.create("hypercleaning", seed=0)
     rows = task.references()
     assert rows == TASKS.create("hypercleaning", seed=0).references()  # seeded, deterministic
-    assert rows["Oracle"]["test_acc"] > rows["Baseline"]["test_acc"] + 0.05
+    # With the final schedule tuned on validation for the Baseline, the gap is 1.5 points here.
+    assert rows["Oracle"]["test_acc"] > rows["Baseline"]["test_acc"] + 0.01
 
 
 def test_hypercleaning_split_and_corruption():
     task = TASKS.create("hypercleaning", seed=1, **SMALL_HC)
     assert len(task.train[1]) == 200 and len(task.val[1]) == 200 and len(task.test[1]) == 400
     assert len(task.corrupted) == 100
-    # the black-box family keeps the asked fraction, lowest validation-model loss first
-    assert len(task._kept_by_rule(0.5)) == 100
+    # the black-box family weights the asked fraction of R, lowest validation-model loss first
+    weights = task._rule_weights(0.5)
+    assert weights.sum() == 50 and set(weights.tolist()) == {0.0, 1.0}
+    kept = torch.nonzero(weights).flatten()
+    assert task._validation_scores()[kept].max() <= task._validation_scores()[weights == 0].min()
+
+
+def test_hypercleaning_rows_share_the_final_schedule():
+    """Oracle, Baseline and every DH row retrain with the one schedule chosen on validation:
+    keeping every example must reproduce the Baseline row exactly."""
+    task = TASKS.create("hypercleaning", seed=1, **SMALL_HC)
+    lr, steps = task.final_schedule()
+    final = task.finalize({"weights": torch.ones(200, dtype=torch.float64)})
+    assert final["kept"] == 200 and (final["final_lr"], final["final_steps"]) == (lr, steps)
+    assert final["test_acc"] == final["rows"]["Baseline"]["test_acc"]
+    # and a black-box answer that keeps exactly the clean examples reproduces the Oracle row
+    clean = torch.ones(200, dtype=torch.float64)
+    clean[torch.as_tensor(task.corrupted)] = 0.0
+    oracle = task.finalize({"weights": clean})
+    assert oracle["f1"] == 1.0 and oracle["test_acc"] == final["rows"]["Oracle"]["test_acc"]
+
+
+def test_hypercleaning_discards_weights_below_one_thousandth():
+    task = TASKS.create("hypercleaning", seed=1, **SMALL_HC)
+    weights = torch.full((200,), 0.5, dtype=torch.float64)
+    weights[:10] = 0.9e-3
+    weights[10:20] = 1.1e-3
+    assert task.finalize({"weights": weights})["kept"] == 190
 
 
 def test_auxtarget_default_is_vanilla_and_names_no_timit():

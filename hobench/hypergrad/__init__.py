@@ -1,7 +1,7 @@
 """The math: training dynamics and exact hypergradients (forward, reverse, online)."""
 
 from hobench.hypergrad.common import Hypergradient
-from hobench.hypergrad.dynamics import Dynamics, adam, gd, momentum
+from hobench.hypergrad.dynamics import Dynamics, adam, gd, momentum, reparametrized
 from hobench.hypergrad.forward import ForwardState, forward
 from hobench.hypergrad.reverse import reverse, unroll
 
@@ -13,6 +13,7 @@ __all__ = [
     "forward",
     "gd",
     "momentum",
+    "reparametrized",
     "reverse",
     "unroll",
 ]

@@ -116,3 +116,12 @@ def adam(
         return {"w": w, "m": m, "v": v, "count": count}
 
     return Dynamics(init, step)
+
+
+def reparametrized(dynamics: Dynamics, natural: Callable[[HP], HP]) -> Dynamics:
+    """The same Φ with λ given in another coordinate (e.g. log η): `natural` maps the tuned
+    coordinates to the ones the dynamics reads. Both differentiation modes pass through it."""
+    return Dynamics(
+        init=lambda params, hp: dynamics.init(params, natural(hp)),
+        step=lambda state, hp, batch: dynamics.step(state, natural(hp), batch),
+    )

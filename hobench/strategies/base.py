@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from hobench.harness.budget import Budget
+from hobench.harness.cost import CostModel
 from hobench.harness.recorder import Recorder
 from hobench.tasks.base import Task
 
@@ -22,3 +23,26 @@ class Strategy:
 
     def run(self, task: Task, budget: Budget, rng: np.random.Generator, recorder: Recorder) -> None:
         raise NotImplementedError
+
+    def first_unit(self, task: Task, costs: CostModel) -> tuple[int, int, str]:
+        """(FLOPs, inner steps, name) of the first unit of work this strategy spends on `task`:
+        what a budget must pay for at least, checked before any cell runs. A strategy that
+        does not say is checked only when it runs."""
+        raise NotImplementedError
+
+
+def priced(task: Task, budget: Budget) -> CostModel:
+    """The task's cost model, with the budget priced in its plain-training runs. Counting is
+    bookkeeping, so it stays off the budget's clock."""
+    with budget.paused():
+        costs = task.cost_model()
+        budget.price(costs.plain_run)
+    return costs
+
+
+def check_first_unit_fits(strategy: Strategy, task: Task, budget: Budget, costs: CostModel):
+    """Refuse, in one line, a budget that cannot pay for a single unit of this strategy."""
+    with budget.paused():
+        error = budget.smallest_unit_error(*strategy.first_unit(task, costs))
+    if error is not None:
+        raise error

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -20,28 +19,41 @@ from optuna.trial import TrialState
 from hobench.harness.budget import Budget
 from hobench.harness.recorder import Recorder
 from hobench.registry import STRATEGIES
-from hobench.strategies.base import Strategy
+from hobench.strategies.base import Strategy, check_first_unit_fits, priced
 from hobench.tasks.base import Evaluation, HyperParam, Task
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+UNSIZED_POINTS_PER_DIM = 5  # grid size when only a clock limits the search
 
 
 def grid_values(param: HyperParam, k: int) -> list[float]:
-    """k points spanning the range, geometric on a log scale."""
-    if k == 1:
-        return [param.default]
+    """k cell-centred points: the centres of k equal cells of the range (geometric on a log
+    scale). No point is ever a corner, and k = 1 is the centre of the range."""
+    low, high = (param.low, param.high)
     if param.log:
-        return [float(v) for v in np.geomspace(param.low, param.high, k)]
-    return [float(v) for v in np.linspace(param.low, param.high, k)]
+        low, high = math.log(low), math.log(high)
+    centres = [low + (i + 0.5) * (high - low) / k for i in range(k)]
+    return [float(math.exp(c)) if param.log else float(c) for c in centres]
 
 
-def grid_resolution(evaluations: int, dims: int) -> int:
-    """Points per dimension so the whole grid fits in the affordable evaluations (at least 2)."""
-    return max(2, math.floor(evaluations ** (1 / dims) + 1e-9))
+def grid_shape(evaluations: int, dims: int) -> list[int]:
+    """Points per dimension whose product is as large as fits in `evaluations`, as even as
+    possible: the largest equal k, then one more point on the first dimensions while it fits."""
+    k = max(1, math.floor(evaluations ** (1 / dims) + 1e-9))
+    shape = [k] * dims
+    for i in range(dims):
+        if math.prod(shape) // shape[i] * (shape[i] + 1) <= evaluations:
+            shape[i] += 1
+    return shape
 
 
 class OptunaStrategy(Strategy):
-    """Ask a sampler for a configuration, evaluate it, tell the result; until the budget ends."""
+    """Ask a sampler for a configuration, evaluate it, tell the result; until the budget ends.
+
+    One unit is one evaluation: train T steps from s_0, score on the validation set. Its FLOPs
+    are counted once per task; a task's one-off cost for the black-box family (hyper-cleaning's
+    scoring model) is charged to the first evaluation.
+    """
 
     def make_sampler(self, space, budget, task, seed: int) -> optuna.samplers.BaseSampler:
         raise NotImplementedError
@@ -54,13 +66,16 @@ class OptunaStrategy(Strategy):
     def run(self, task: Task, budget: Budget, rng: np.random.Generator, recorder: Recorder):
         space = task.space()
         distributions = {p.name: FloatDistribution(p.low, p.high, log=p.log) for p in space}
-        cost = task.steps_per_evaluation()
-        if budget.steps is not None and budget.steps < cost:
-            raise ValueError(f"budget of {budget.steps} steps is below one evaluation ({cost})")
+        costs = priced(task, budget)
+        check_first_unit_fits(self, task, budget, costs)
+        steps = task.steps_per_evaluation()
+        with budget.paused():
+            unit, setup = costs.evaluation(), task.blackbox_setup_flops()
+        self.evaluations = _affordable(budget, setup, unit, steps)
         seed = int(rng.integers(2**31 - 1))
         study = optuna.create_study(sampler=self.make_sampler(space, budget, task, seed))
         planned = self.suggestions(space, rng)
-        while budget.fits(cost):
+        while budget.fits(setup + unit, steps):
             if planned is not None:
                 config = next(planned, None)
                 if config is None:
@@ -68,7 +83,8 @@ class OptunaStrategy(Strategy):
                 study.enqueue_trial(config)
             trial = study.ask(distributions)
             evaluation = _safe_evaluate(task, trial.params)
-            budget.spend(cost)
+            budget.spend(setup + unit, steps)
+            setup = 0
             if evaluation.failed:
                 study.tell(trial, state=TrialState.FAIL)
             else:
@@ -86,6 +102,23 @@ class OptunaStrategy(Strategy):
             raise RuntimeError("no evaluation completed within the budget")
         best = study.best_trial.params
         recorder.finish(config=best, **task.finalize_config(best))
+
+    def first_unit(self, task, costs):
+        return (
+            task.blackbox_setup_flops() + costs.evaluation(),
+            task.steps_per_evaluation(),
+            "evaluation",
+        )
+
+
+def _affordable(budget: Budget, setup: int, unit: int, steps: int) -> int | None:
+    """Evaluations the cost and step limits pay for (None: only a clock limits the search)."""
+    counts = []
+    if budget.cost is not None:
+        counts.append(int((budget.cost * budget.plain_run_flops - setup) // unit))
+    if budget.steps is not None:
+        counts.append(budget.steps // steps)
+    return min(counts) if counts else None
 
 
 def _safe_evaluate(task: Task, config: dict[str, float]) -> Evaluation:
@@ -158,38 +191,32 @@ class CmaEs(OptunaStrategy):
 
 @STRATEGIES.register("grid")
 class GridSearch(OptunaStrategy):
-    """k points per dimension (geometric on log scales), visited in a seeded random order so a
-    grid cut short by the budget still covers the space evenly. k is the largest number whose
-    full grid fits the budget: the step budget divided by the cost of one evaluation, or — with
-    a time budget only — the seconds divided by the measured time of one evaluation at the
-    defaults (at least 2 per dimension). The points are enqueued into the study: Optuna's
-    GridSampler stops its study from inside `tell`, which only works under `optimize`."""
+    """A cell-centred grid, visited in a seeded random order so a grid cut short by a clock
+    still covers the space evenly. Its size is the largest (as even as possible) grid the cost
+    and step limits pay for; with only a seconds limit it is `points_per_dim` per dimension
+    (default 5) and the clock decides how much of it runs. The points are enqueued into the
+    study: Optuna's GridSampler stops its study from inside `tell`, which only works under
+    `optimize`."""
 
     def __init__(self, points_per_dim: int = 0) -> None:
         self.points_per_dim = points_per_dim
 
     def make_sampler(self, space, budget, task, seed):
-        self._k = self.points_per_dim or grid_resolution(self._affordable(budget, task), len(space))
         return optuna.samplers.RandomSampler(seed=seed)
 
     def suggestions(self, space, rng):
-        axes = [grid_values(p, self._k) for p in space]
+        if self.points_per_dim:
+            shape = [self.points_per_dim] * len(space)
+        elif self.evaluations is None:
+            shape = [UNSIZED_POINTS_PER_DIM] * len(space)
+        else:
+            shape = grid_shape(self.evaluations, len(space))
+        axes = [grid_values(p, k) for p, k in zip(space, shape, strict=True)]
         points = [
             dict(zip([p.name for p in space], values, strict=True))
             for values in itertools.product(*axes)
         ]
         return (points[i] for i in rng.permutation(len(points)))
-
-    @staticmethod
-    def _affordable(budget: Budget, task: Task) -> int:
-        counts = []
-        if budget.steps is not None:
-            counts.append(budget.steps // task.steps_per_evaluation())
-        if budget.seconds is not None:
-            started = time.perf_counter()
-            task.evaluate(task.default_config())  # timing probe; not charged, not recorded
-            counts.append(int(budget.seconds / max(time.perf_counter() - started, 1e-6)))
-        return max(1, min(counts))
 
 
 @STRATEGIES.register("default")
@@ -198,8 +225,16 @@ class Default(Strategy):
 
     def run(self, task, budget, rng, recorder):
         config = task.default_config()
+        costs = priced(task, budget)
+        check_first_unit_fits(self, task, budget, costs)
+        flops, steps, _ = self.first_unit(task, costs)
         evaluation = _safe_evaluate(task, config)
-        budget.spend(task.steps_per_evaluation())
+        budget.spend(flops, steps)
         recorder.point(config, evaluation.val_loss, evaluation.val_acc, evaluation.test_acc)
         budget.stop()
         recorder.finish(config=config, **task.finalize_config(config))
+
+    def first_unit(self, task, costs):
+        # A black-box configuration, so it pays the family's one-off cost as every sampler does.
+        flops = task.blackbox_setup_flops() + costs.evaluation()
+        return flops, task.steps_per_evaluation(), "evaluation"

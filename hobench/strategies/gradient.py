@@ -2,37 +2,29 @@
 
 Repeat { train T steps from s_0 with λ; hypergradient; Adam hyper-step; project onto the
 task's constraints } until the budget ends, then run the task's final protocol on the incumbent
-(the λ with the lowest validation loss seen). RTHO instead trains once, carrying Z, and moves λ
-every Δ steps without resetting s or Z (FAR-HO's online mode).
+(the λ with the lowest validation loss seen): retrain T steps from s_0 at that λ, as every
+black-box strategy's answer is retrained. RTHO instead trains once, for exactly the task's T
+steps, carrying Z and moving λ every Δ steps without resetting s or Z (FAR-HO's online mode);
+its answer is the λ schedule, replayed from s_0 by the final protocol.
 
-Cost accounting: every application of Φ is one inner step for everyone. `cost_steps` adds the
-true extra cost, measured: each hypergradient's wall time divided by the time of one plain
-training step timed at the start on the same machine.
+Cost accounting: each unit's FLOPs are counted once (see `hobench.harness.cost`): a reverse
+hypergradient pays its forward sweep, the backward sweep that recomputes every step, and E with
+its gradient; forward mode pays for its m tangents; RTHO pays per chunk of Δ steps.
 """
 
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
 
 from hobench.harness.budget import Budget
 from hobench.harness.recorder import Recorder, summarise
-from hobench.hypergrad import ForwardState, forward, reverse, unroll
+from hobench.hypergrad import ForwardState, forward, reverse
 from hobench.registry import STRATEGIES
-from hobench.strategies.base import Strategy
+from hobench.strategies.base import Strategy, check_first_unit_fits, priced
 from hobench.tasks.base import GradientProblem, Task
-
-
-def plain_step_seconds(problem: GradientProblem, hp, probe_steps: int = 5) -> float:
-    """Seconds per plain training step on this machine (a short timed unroll, after a warm-up)."""
-    state = problem.dynamics.init(problem.params0(), hp)
-    unroll(problem.dynamics, state, hp, 1, problem.batch_at, 0)
-    started = time.perf_counter()
-    unroll(problem.dynamics, state, hp, probe_steps, problem.batch_at, 0)
-    return (time.perf_counter() - started) / probe_steps
 
 
 def _finite(hg) -> bool:
@@ -42,11 +34,18 @@ def _finite(hg) -> bool:
 
 
 class HyperOptimizer:
-    """Adam on the hyperparameters followed by the task's projection."""
+    """Adam on the hyperparameters followed by the task's projection. Each hyperparameter has
+    its own step size, `lr` × the width of its range, so a rate, a momentum and a loss weight
+    all move by a similar fraction of their range per hyper-step."""
 
-    def __init__(self, hp: dict[str, torch.Tensor], lr: float, project) -> None:
+    def __init__(
+        self, hp: dict[str, torch.Tensor], lr: float, project, ranges: dict[str, float] | None
+    ) -> None:
         self.hp = {k: v.detach().clone().requires_grad_() for k, v in hp.items()}
-        self.adam = torch.optim.Adam(self.hp.values(), lr=lr)
+        ranges = ranges or {}
+        self.adam = torch.optim.Adam(
+            [{"params": [v], "lr": lr * ranges.get(k, 1.0)} for k, v in self.hp.items()]
+        )
         self.project = project
 
     def step(self, grad: dict[str, torch.Tensor]) -> None:
@@ -84,22 +83,24 @@ class HypergradientDescent(Strategy):
             return forward(*args)
         return reverse(*args, truncate=self.truncate or None)
 
+    def first_unit(self, task, costs):
+        T = self.steps or costs.problem.steps
+        if self.mode == "forward":
+            return costs.forward(T), T, "hyper-iteration"
+        return costs.reverse(T, self.truncate or None), T, "hyper-iteration"
+
     def run(self, task: Task, budget: Budget, rng: np.random.Generator, recorder: Recorder):
         problem = task.gradient_problem(self.start)
-        T = self.steps or problem.steps
-        if budget.steps is not None and budget.steps < T:
-            raise ValueError(f"budget of {budget.steps} steps is below one hyper-iteration ({T})")
-        hyper = HyperOptimizer(
-            problem.project(problem.hp0), self.hyper_lr or problem.hyper_lr, problem.project
-        )
-        step_s = plain_step_seconds(problem, hyper.values())
+        costs = priced(task, budget)
+        check_first_unit_fits(self, task, budget, costs)
+        unit, T, _ = self.first_unit(task, costs)
+        hyper = hyper_optimizer(problem, self.hyper_lr)
         params = problem.params0()
         best = None
-        while budget.fits(T):
+        while budget.fits(unit, T):
             hp = hyper.values()
-            started = time.perf_counter()
             hg = self.hypergradient(problem, problem.dynamics.init(params, hp), hp, T)
-            budget.spend(T, cost=(time.perf_counter() - started) / step_s)
+            budget.spend(unit, T)
             if not _finite(hg):
                 recorder.point(hp, float("nan"), failed=True)
                 break
@@ -117,6 +118,16 @@ class HypergradientDescent(Strategy):
         recorder.finish(**task.finalize(best[1]))
 
 
+def hyper_optimizer(problem: GradientProblem, hyper_lr: float) -> HyperOptimizer:
+    """Adam from the problem's projected start; `hyper_lr` 0 takes the task's tuned value."""
+    return HyperOptimizer(
+        problem.project(problem.hp0),
+        hyper_lr or problem.hyper_lr,
+        problem.project,
+        problem.ranges,
+    )
+
+
 @STRATEGIES.register("reverse-hg")
 class ReverseHG(HypergradientDescent):
     mode = "reverse"
@@ -129,10 +140,16 @@ class ForwardHG(HypergradientDescent):
 
 @STRATEGIES.register("rtho")
 class RTHO(Strategy):
-    """Real-time HO: one training run; every Δ steps a hyper-step on a validation minibatch,
-    using the carried Z_t; neither the weights nor Z are ever reset. Starts from the task's
-    `rtho` hyperparameters (for auxtarget: Vanilla with ρ = 1.6). A task without validation
-    minibatches is validated on its whole validation set at every hyper-step."""
+    """Real-time HO: one training run of exactly the task's T steps; every Δ steps a hyper-step
+    on a validation minibatch, using the carried Z_t; neither the weights nor Z are ever reset.
+    Starts from the task's `rtho` hyperparameters (for auxtarget: Vanilla with ρ = 1.6). A task
+    without validation minibatches is validated on its whole validation set at every hyper-step.
+
+    Its answer is the λ schedule (λ held after its last hyper-step): the final protocol replays
+    it from s_0 for T plain steps, so its model trained exactly as long as every other
+    strategy's. Budget that one run does not need is reported (cost spent < cost budget), not
+    spent; a budget too small for the whole run ends it early, and the replay holds the last λ.
+    """
 
     start = "rtho"
 
@@ -141,50 +158,66 @@ class RTHO(Strategy):
 
     def run(self, task: Task, budget: Budget, rng: np.random.Generator, recorder: Recorder):
         problem = task.gradient_problem(self.start)
-        hyper = HyperOptimizer(
-            problem.project(problem.hp0), self.hyper_lr or problem.hyper_lr, problem.project
-        )
-        step_s = plain_step_seconds(problem, hyper.values())
+        T = problem.steps
+        costs = priced(task, budget)
+        check_first_unit_fits(self, task, budget, costs)
+
+        def chunk_flops(k: int, length: int) -> int:
+            outer, key = self._validation_loss(problem, k)
+            with budget.paused():
+                return costs.rtho_chunk(length, outer, key)
+
+        hyper = hyper_optimizer(problem, self.hyper_lr or problem.online_hyper_lr)
+        schedule = [hyper.values()]  # λ of chunk 0, 1, ...: the answer
         online = ForwardState(
-            problem.dynamics,
-            problem.dynamics.init(problem.params0(), hyper.values()),
-            hyper.values(),
+            problem.dynamics, problem.dynamics.init(problem.params0(), schedule[0]), schedule[0]
         )
         k = 0
-        while budget.fits(self.delta):
-            started = time.perf_counter()
-            for _ in range(self.delta):
+        while online.t < T:
+            length = min(self.delta, T - online.t)
+            flops = chunk_flops(k + 1, length)
+            if not budget.fits(flops, length):
+                break
+            for _ in range(length):
                 online.advance(problem.batch_at(online.t + 1))
             k += 1
-            hg = online.hypergradient(self._validation_loss(problem, k))
-            budget.spend(self.delta, cost=(time.perf_counter() - started) / step_s)
+            hg = online.hypergradient(self._validation_loss(problem, k)[0])
+            budget.spend(flops, length)
             if not _finite(hg):
                 recorder.point(online.hp, float("nan"), failed=True)
                 break
             hyper.step(hg.grad)
             online.hp = hyper.values()
-            if k % self.record_every == 0 or not budget.fits(self.delta):
+            schedule.append(online.hp)
+            if k % self.record_every == 0 or online.t == T:
                 ev = problem.evaluate(problem.dynamics.params(online.state), online.hp)
                 recorder.point(online.hp, ev.val_loss, ev.val_acc, ev.test_acc)
         budget.stop()
         if k == 0:
             raise RuntimeError("the budget ended before the first hyper-step")
-        # RTHO's result is the network of its single run, not a retrain.
-        ev = problem.evaluate(problem.dynamics.params(online.state), online.hp)
+
+        def hp_at(t: int) -> dict[str, torch.Tensor]:
+            return schedule[min((t - 1) // self.delta, len(schedule) - 1)]
+
         recorder.finish(
-            val_loss=ev.val_loss,
-            val_acc=ev.val_acc,
-            test_acc=ev.test_acc,
-            config={k: summarise(v) for k, v in online.hp.items()},
+            **task.finalize_schedule(hp_at),
+            config={name: summarise(v) for name, v in schedule[-1].items()},
+            online_steps=online.t,
         )
+
+    def first_unit(self, task, costs):
+        problem = costs.problem
+        length = min(self.delta, problem.steps)
+        return costs.rtho_chunk(length, *self._validation_loss(problem, 1)), length, "RTHO chunk"
 
     @staticmethod
     def _validation_loss(problem: GradientProblem, k: int):
-        """E on the k-th validation minibatch, or on the whole validation set."""
+        """(E on the k-th validation minibatch, or on the whole validation set; a key naming
+        its shape for the cost model)."""
         if problem.val_batch_at is None or problem.outer_on is None:
-            return problem.outer
+            return problem.outer, "all"
         batch = problem.val_batch_at(k)
-        return lambda params, hp: problem.outer_on(params, hp, batch)
+        return (lambda params, hp: problem.outer_on(params, hp, batch)), "minibatch"
 
 
 @STRATEGIES.register("rtho-nt")

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from hobench.harness.cost import CostModel
 from hobench.hypergrad.dynamics import Dynamics
 
 
@@ -60,7 +61,14 @@ class GradientProblem:
     vectors); `batch_at(t)` the training batch of step t = 1, 2, ... (replayed identically on the
     way back); `outer(params, hp)` the validation loss E; `project(hp)` maps hyperparameters back
     onto their constraint set after a hyper-step; `evaluate(params, hp)` reports metrics of
-    trained weights. `steps` is T, the inner steps per hyper-iteration (RTHO ignores it).
+    trained weights. `steps` is T, the inner steps of one training run: every hyper-iteration
+    and the final protocol train this long, and RTHO's single online run too.
+
+    Each hyperparameter moves on the scale it lives on (a rate as its logarithm) and the
+    hyper-optimizer's step is sized per hyperparameter: Adam's step (about its learning rate
+    per iteration) is `hyper_lr` × `ranges[name]`, the width of that hyperparameter's range in
+    the tuned coordinate (1 where none is given). RTHO, which takes a hyper-step every Δ inner
+    steps instead of one per training run, uses `online_hyper_lr` where the task sets it.
     """
 
     dynamics: Dynamics
@@ -72,6 +80,8 @@ class GradientProblem:
     project: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
     evaluate: Callable[[Any, dict[str, torch.Tensor]], Evaluation]
     hyper_lr: float = 0.01
+    ranges: dict[str, float] | None = None
+    online_hyper_lr: float | None = None  # RTHO's, which takes many more hyper-steps
     val_batch_at: Callable[[int], Any] | None = None
     outer_on: Callable[[Any, dict[str, torch.Tensor], Any], torch.Tensor] | None = None
 
@@ -80,6 +90,9 @@ class Task:
     """Base class of tasks; subclasses fill in the methods below."""
 
     name: str = "task"
+    # Whether the final protocol is plain training of T steps at the answer (it is not for
+    # hyper-cleaning, which retrains on a cleaned set): reference rows of plain training need it.
+    final_protocol_is_plain_training: bool = True
 
     def space(self) -> list[HyperParam]:
         """The low-dimensional space black-box strategies search."""
@@ -103,6 +116,32 @@ class Task:
     def finalize(self, hp: dict[str, torch.Tensor]) -> dict[str, Any]:
         """Final protocol for hyperparameters found by a gradient strategy; returns metrics."""
         raise NotImplementedError
+
+    def finalize_schedule(self, hp_at: Callable[[int], dict[str, torch.Tensor]]) -> dict[str, Any]:
+        """Final protocol for a λ schedule (RTHO's answer): the task's T plain steps from s_0,
+        step t with λ = hp_at(t); then the same metrics every strategy's model is scored by."""
+        problem = self.gradient_problem()
+        dynamics = problem.dynamics
+        state = dynamics.init(problem.params0(), hp_at(1))
+        with torch.no_grad():
+            for t in range(1, problem.steps + 1):
+                state = dynamics.step(state, hp_at(t), problem.batch_at(t))
+        ev = problem.evaluate(dynamics.params(state), hp_at(problem.steps))
+        return {"val_loss": ev.val_loss, "val_acc": ev.val_acc, "test_acc": ev.test_acc, **ev.extra}
+
+    def cost_model(self) -> CostModel:
+        """FLOP counts of the units strategies spend here (counted once per task instance).
+
+        Built from the gradient problem; a task without one overrides this with
+        `CostModel.fixed(flops of one evaluation)`.
+        """
+        if not hasattr(self, "_cost_model"):
+            self._cost_model = CostModel(self.gradient_problem())
+        return self._cost_model
+
+    def blackbox_setup_flops(self) -> int:
+        """FLOPs black-box strategies spend once before their first evaluation (0 by default)."""
+        return 0
 
     def finalize_config(self, config: dict[str, float]) -> dict[str, Any]:
         """Final metrics for a black-box strategy's best configuration."""
