@@ -3,12 +3,18 @@
 Two tasks (a hyper-cleaning one with a radius and reference rows, an auxiliary-target one), three
 strategies, three seeds, plus one failed cell. Each (task, strategy) has a mean test accuracy
 `ACC[...]`; seeds add `SEED_OFFSETS`, which sum to zero, so the mean over seeds is `ACC[...]`.
+`make_records(strategies=WITH_DEFAULT)` adds a `default` strategy, whose cells price one plain run
+in seconds for the cost model check.
+
+Per-unit numbers are binary-exact so the cost model check's ratios are exact: a strategy's cost per
+unit is `UNIT_COST[...]` on every seed, and its seconds per unit `UNIT_S[...]` times
+`UNIT_S_SCALE[seed]`, whose median is 1 (and mean is not), so medians over seeds are `UNIT_S`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +25,12 @@ TASKS = {
     "auxtarget": {"source": "embedded"},
 }
 STRATEGIES = ("random", "reverse-hg", "rtho")  # id == registered kind
+WITH_DEFAULT = ("default", *STRATEGIES)
 SEEDS = (0, 1, 2)
 SEED_OFFSETS = (-0.01, 0.0, 0.01)
 ACC = {
+    ("hypercleaning", "default"): 0.86,
+    ("auxtarget", "default"): 0.59,
     ("hypercleaning", "random"): 0.85,
     ("hypercleaning", "reverse-hg"): 0.90,
     ("hypercleaning", "rtho"): 0.88,
@@ -29,8 +38,15 @@ ACC = {
     ("auxtarget", "reverse-hg"): 0.60,
     ("auxtarget", "rtho"): 0.62,
 }
-WALL_S = {"random": 10.0, "reverse-hg": 20.0, "rtho": 40.0}  # seed s adds s seconds
-PEAK_RSS_MB = {"random": 400.0, "reverse-hg": 900.0, "rtho": 600.0}
+WALL_S = {"default": 5.0, "random": 10.0, "reverse-hg": 20.0, "rtho": 40.0}  # seed s adds s
+PEAK_RSS_MB = {"default": 300.0, "random": 400.0, "reverse-hg": 900.0, "rtho": 600.0}
+BUDGET_COST = 10.0  # plain-training equivalents
+PLAIN_RUN_FLOPS = 1_000_000
+UNITS = {"default": 1, "random": 8, "reverse-hg": 20, "rtho": 40}
+UNIT_COST = {"default": 1.25, "random": 1.25, "reverse-hg": 0.5, "rtho": 0.125}
+UNIT_S = {"default": 2.5, "random": 2.5, "reverse-hg": 1.5, "rtho": 0.75}
+UNIT_S_SCALE = (0.5, 1.0, 2.0)
+OVERRUN_S = {"rtho": 0.5}  # seconds past the seconds budget per seed index: 0, 0.5, 1.0
 ORACLE_ACC = 0.91
 BASELINE_ACC = 0.87
 DH_F1 = 0.80
@@ -38,7 +54,9 @@ FAILED_CELL = "auxtarget/random/3"
 FAILED_ERROR = "RuntimeError: planted failure"
 
 
-def _trajectory(wall_s: float, final_loss: float, fail_first: bool) -> list[dict[str, Any]]:
+def _trajectory(
+    wall_s: float, cost: float, final_loss: float, fail_first: bool
+) -> list[dict[str, Any]]:
     points, best = [], None
     for i in range(5):
         loss = None if (fail_first and i == 0) else final_loss + 0.5 / (i + 1)
@@ -48,7 +66,7 @@ def _trajectory(wall_s: float, final_loss: float, fail_first: bool) -> list[dict
             {
                 "elapsed_s": wall_s * (i + 1) / 5,
                 "inner_steps": 100 * (i + 1),
-                "cost_steps": 300 * (i + 1),
+                "cost": cost * (i + 1) / 5,
                 "val_loss": loss,
                 "val_acc": None if loss is None else 1.0 - loss / 2,
                 "test_acc": None if loss is None else 1.0 - loss / 2,
@@ -82,6 +100,7 @@ def _cell(
 ) -> dict[str, Any]:
     offset = SEED_OFFSETS[seed]
     wall_s = (WALL_S[strategy] + seed) * time_scale
+    cost = UNIT_COST[strategy] * UNITS[strategy]
     final: dict[str, Any] = {
         "test_acc": acc + offset,
         "val_loss": 0.3 + (1.0 - acc),
@@ -111,18 +130,26 @@ def _cell(
         "strategy_kind": strategy,
         "strategy_params": {},
         "seed": seed,
-        "budget": {"seconds": 60.0, "steps": None},
+        "budget": {"cost": BUDGET_COST, "seconds": 60.0, "steps": None},
         "status": "ok",
         "error": None,
-        "trajectory": _trajectory(wall_s, final["val_loss"], strategy == "random" and seed == 0),
+        "trajectory": _trajectory(
+            wall_s, cost, final["val_loss"], strategy == "random" and seed == 0
+        ),
         "final": final,
         "resources": {
             "wall_s": wall_s,
-            "overrun_s": 0.0,
+            "overrun_s": OVERRUN_S.get(strategy, 0.0) * seed,
             "inner_steps": 500,
-            "cost_steps": 1500,
+            "cost": cost,
+            "flops": int(cost * PLAIN_RUN_FLOPS),
+            "plain_run_flops": PLAIN_RUN_FLOPS,
+            "units": UNITS[strategy],
+            "unit_cost": UNIT_COST[strategy],
+            "unit_s": UNIT_S[strategy] * UNIT_S_SCALE[seed] * time_scale,
             "peak_rss_mb": PEAK_RSS_MB[strategy] + 10 * seed,
             "cuda_peak_mb": None,
+            "setup_s": 0.1,
         },
         "manifest": _manifest(calibration_s),
     }
@@ -141,7 +168,7 @@ def _failed_cell(calibration_s: float | None) -> dict[str, Any]:
         "strategy_kind": strategy,
         "strategy_params": {},
         "seed": int(seed),
-        "budget": {"seconds": 60.0, "steps": None},
+        "budget": {"cost": BUDGET_COST, "seconds": 60.0, "steps": None},
         "status": "failed",
         "error": FAILED_ERROR,
         "trajectory": [],
@@ -158,8 +185,10 @@ def make_records(
     calibration_s: float | None = 0.5,
     drop: Iterable[str] = (),
     include_failed: bool = True,
+    strategies: Sequence[str] = STRATEGIES,
 ) -> list[dict[str, Any]]:
-    """All fixture cells; `acc_shift` moves a (task, strategy)'s accuracy, `drop` removes cells."""
+    """All fixture cells; `acc_shift` moves a (task, strategy)'s accuracy, `drop` removes cells,
+    `strategies` picks the strategies (`WITH_DEFAULT` adds `default`)."""
     shifts = acc_shift or {}
     dropped = set(drop)
     records = [
@@ -172,7 +201,7 @@ def make_records(
             calibration_s,
         )
         for task in TASKS
-        for strategy in STRATEGIES
+        for strategy in strategies
         for seed in SEEDS
     ]
     if include_failed:

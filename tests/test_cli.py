@@ -13,6 +13,7 @@ from hobench.harness.cell import run_cell
 from hobench.harness.store import ResultsStore
 from hobench.harness.suite import Cell
 from tests import harness_toys
+from tests.report_fixture import write_fixture
 
 SUITE = (
     'description = "toy suite"\nseeds = [0]\n[budget]\nsteps = 100\n'
@@ -66,11 +67,30 @@ def test_show(tmp_path: Path, capsys) -> None:
         lines = capsys.readouterr().out.splitlines()
         assert lines[0] == "task q (toy-quad)"
         assert lines[1].split() == [
-            "strategy", "ok", "failed", "test_acc", "val_loss", "regret", "wall_s", "steps",
-            "rss_mb",
+            "strategy", "ok", "failed", "test_acc", "val_loss", "regret", "wall_s", "overrun_s",
+            "cost", "steps", "rss_mb",
         ]  # fmt: skip
         assert lines[2].split()[:3] == ["toy-random", "1", "0"]
-        assert lines[3].split() == ["toy-raise", "0", "1", "-", "-", "-", "-", "-", "-"]
+        assert lines[3].split() == ["toy-raise", "0", "1", *["-"] * 8]
+
+
+def test_show_prints_cost_and_overrun(tmp_path: Path, capsys) -> None:
+    """Means over ok cells of resources.cost (.3g) and resources.overrun_s (.1f)."""
+    assert main(["show", str(write_fixture(tmp_path))]) == 0
+    blocks = capsys.readouterr().out.split("\n\n")
+    lines = blocks[1].splitlines()  # task auxtarget: the one with the failed cell
+    assert lines[0] == "task auxtarget"
+    header = lines[1].split()
+    assert header == [
+        "strategy", "ok", "failed", "test_acc", "val_loss", "wall_s", "overrun_s", "cost",
+        "steps", "rss_mb",
+    ]  # fmt: skip
+    rows = {line.split()[0]: dict(zip(header, line.split(), strict=True)) for line in lines[2:]}
+    # rtho: 40 units of 0.125 plain runs; overruns of 0, 0.5 and 1 s over its three seeds.
+    assert (rows["rtho"]["cost"], rows["rtho"]["overrun_s"]) == ("5", "0.5")
+    # random: 8 units of 1.25; its failed cell (no cost recorded) is counted, not averaged.
+    assert (rows["random"]["failed"], rows["random"]["cost"]) == ("1", "10")
+    assert rows["random"]["overrun_s"] == "0.0"
 
 
 def test_show_missing_results(tmp_path: Path, capsys) -> None:

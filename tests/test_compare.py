@@ -118,3 +118,54 @@ def test_new_pairs_are_listed_not_flagged(baseline: Path, tmp_path: Path) -> Non
     result = compare(baseline, write_runs(tmp_path, records + extra))
     assert result.regressions == []
     assert _statuses(result)["auxtarget", "tpe"] == "new"
+
+
+def _printed_row(result, task: str, strategy: str) -> list[str]:
+    """The whitespace-split line of `format_compare` for one task × strategy."""
+    rows = [line.split() for line in format_compare(result).splitlines()]
+    (row,) = [r for r in rows if r[:2] == [task, strategy]]
+    return row
+
+
+def test_overrun_is_shown_not_flagged(baseline: Path, tmp_path: Path) -> None:
+    records = make_records()
+    for record in records:
+        if record["task"] == "auxtarget" and record["strategy"] == "reverse-hg":
+            record["resources"]["overrun_s"] = 3.0  # past the seconds budget on every seed
+    result = compare(baseline, write_runs(tmp_path, records))
+    assert result.regressions == []
+    overrun = result.table.set_index(["task", "strategy"])[["overrun_base", "overrun_current"]]
+    assert overrun.loc["auxtarget", "reverse-hg"].tolist() == [0.0, 3.0]
+    # rtho's fixture overruns 0, 0.5 and 1 s: mean 0.5 on both sides.
+    assert overrun.loc["hypercleaning", "rtho"].tolist() == [0.5, 0.5]
+    text = format_compare(result)
+    assert "overrun s b/c" in text.splitlines()[0]
+    row = _printed_row(result, "auxtarget", "reverse-hg")
+    assert "0.0/3.0" in row and row[-1] == "ok"
+    assert "Overrun (mean seconds past a seconds budget, baseline/current) is shown" in text
+
+
+def test_overrun_missing_in_older_records_is_a_dash(tmp_path: Path) -> None:
+    records = make_records()
+    for record in records:
+        record["resources"].pop("overrun_s", None)
+    result = compare(write_runs(tmp_path / "old", records), write_fixture(tmp_path / "new"))
+    assert result.regressions == []
+    assert "–/0.5" in _printed_row(result, "auxtarget", "rtho")
+
+
+def test_time_and_memory_are_shown_not_gated_across_torch_builds(
+    baseline: Path, tmp_path: Path
+) -> None:
+    """A CUDA build of torch triples a worker's resident memory: not a regression of ours."""
+    records = make_records(time_scale=2.0)
+    for record in records:
+        record["manifest"]["packages"] = {**record["manifest"]["packages"], "torch": "9.9.9+cu"}
+        record["resources"]["peak_rss_mb"] *= 3
+    result = compare(baseline, write_runs(tmp_path, records))
+    assert result.regressions == []
+    assert result.table["memory_ratio"].tolist() == pytest.approx([3.0] * 6)
+    assert any("not gated" in note and "9.9.9+cu" in note for note in result.notes)
+    # the same figures on the same build are regressions
+    same_build = make_records(time_scale=2.0)
+    assert len(compare(baseline, write_runs(tmp_path / "same", same_build)).regressions) == 6

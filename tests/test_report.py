@@ -17,10 +17,12 @@ from hobench.report import (
     all_tables,
     auxtarget_tables,
     bootstrap_ci,
+    cost_model_table,
     hypercleaning_tables,
     load_runs,
     load_trajectories,
     mean_rank,
+    plot_anytime,
     plot_lambdas,
     rank_table,
     task_table,
@@ -29,17 +31,25 @@ from hobench.report import (
     to_markdown,
     write_report,
 )
+from hobench.report.load import runs_frame
 from hobench.report.plots import median_band, step_values
 from hobench.report.tables import tex_escape
 from tests.report_fixture import (
     ACC,
     BASELINE_ACC,
+    BUDGET_COST,
     FAILED_CELL,
     FAILED_ERROR,
     ORACLE_ACC,
     PEAK_RSS_MB,
+    PLAIN_RUN_FLOPS,
     SEED_OFFSETS,
+    UNIT_COST,
+    UNIT_S,
+    UNIT_S_SCALE,
+    UNITS,
     WALL_S,
+    WITH_DEFAULT,
     make_records,
     write_fixture,
     write_runs,
@@ -79,6 +89,19 @@ def test_load_runs_flattens_final_and_resources(results: Path, runs: pd.DataFram
     assert cell["final.test_acc"] == pytest.approx(ACC["hypercleaning", "reverse-hg"] + 0.01)
     assert cell["resources.peak_rss_mb"] == PEAK_RSS_MB["reverse-hg"] + 20
     assert cell["task_params"]["radius"] == 1250
+    assert cell["budget.cost"] == BUDGET_COST and cell["budget.seconds"] == 60.0
+    assert np.isnan(cell["budget.steps"])
+    cost = UNIT_COST["reverse-hg"] * UNITS["reverse-hg"]
+    assert cell["resources.cost"] == cost
+    assert cell["resources.flops"] == cost * PLAIN_RUN_FLOPS
+    assert cell["resources.units"] == UNITS["reverse-hg"]
+    assert cell["resources.unit_cost"] == UNIT_COST["reverse-hg"]
+    assert cell["resources.unit_s"] == UNIT_S["reverse-hg"] * UNIT_S_SCALE[2]
+    assert runs.set_index("cell").loc["auxtarget/rtho/2", "resources.overrun_s"] == 1.0
+    assert "resources.cost_steps" not in runs
+    # The failed cell records none of it: NaN, not an error.
+    failed = runs.set_index("cell").loc[FAILED_CELL]
+    assert np.isnan(failed["resources.cost"]) and np.isnan(failed["resources.unit_s"])
     # The file itself is accepted as well as its directory.
     pd.testing.assert_frame_equal(load_runs(results / "runs.jsonl"), runs)
 
@@ -88,8 +111,39 @@ def test_load_trajectories_long_format(results: Path) -> None:
     assert len(points) == 18 * 5  # the failed cell has no points
     first = points[(points["cell"] == "hypercleaning/random/0") & (points["point"] == 0)]
     assert first["incumbent_val_loss"].isna().all()  # failed first evaluation: no incumbent yet
-    assert {"task", "strategy", "seed", "elapsed_s", "inner_steps"} <= set(points.columns)
+    assert {"task", "strategy", "seed", "elapsed_s", "inner_steps", "cost"} <= set(points.columns)
+    assert "cost_steps" not in points
     assert points.groupby("cell")["elapsed_s"].is_monotonic_increasing.all()
+    assert points.groupby("cell")["cost"].is_monotonic_increasing.all()
+    last = points[(points["cell"] == "auxtarget/rtho/0") & (points["point"] == 4)]
+    assert last["cost"].item() == UNIT_COST["rtho"] * UNITS["rtho"]
+
+
+def _older_records() -> list[dict]:
+    """Fixture records as written before the cost currency: no budget cost, `cost_steps`."""
+    records = make_records()
+    for record in records:
+        record["budget"] = {"seconds": 60.0, "steps": None}
+        resources = record["resources"]
+        for key in ("cost", "flops", "plain_run_flops", "units", "unit_cost", "unit_s"):
+            resources.pop(key, None)
+        resources["cost_steps"] = 1500
+        for point in record["trajectory"]:
+            point["cost_steps"] = 3 * point["inner_steps"]
+            del point["cost"]
+    return records
+
+
+def test_older_records_load_with_nan(tmp_path: Path) -> None:
+    results = write_runs(tmp_path, _older_records())
+    runs = load_runs(results)
+    new_columns = ["budget.cost", "resources.cost", "resources.unit_cost", "resources.unit_s"]
+    assert runs[new_columns].isna().all().all()
+    assert load_trajectories(results)["cost"].isna().all()
+    table = task_table(runs, "auxtarget")
+    assert _rows(table)["rtho"][table.header.index("cost (plain runs)")] == "–"
+    assert "budget 60 s," in table.caption
+    assert "cost-model-check" not in [t.name for t in all_tables(runs, n_boot=200)]
 
 
 def test_malformed_json_line_names_file_and_line(tmp_path: Path) -> None:
@@ -196,6 +250,8 @@ def test_mean_rank_uses_regret_where_a_task_has_it(runs: pd.DataFrame) -> None:
 def test_task_table_values(runs: pd.DataFrame) -> None:
     table = task_table(runs, "auxtarget")
     assert table.header[:3] == ["strategy", "seeds ok", "test accuracy (%)"]
+    assert {"overrun (s)", "cost (plain runs)"} <= set(table.header)
+    assert "budget cost 10 plain runs or 60 s, whichever is reached first" in table.caption
     assert "regret" not in table.header and "CUDA peak (MB)" not in table.header
     for strategy in ("random", "reverse-hg", "rtho"):
         row = table.data.loc[strategy]
@@ -203,12 +259,17 @@ def test_task_table_values(runs: pd.DataFrame) -> None:
         assert row["wall_s_mean"] == pytest.approx(WALL_S[strategy] + 1.0)
         assert row["peak_rss_mb_mean"] == pytest.approx(PEAK_RSS_MB[strategy] + 10.0)
         assert row["inner_steps_mean"] == 500
+        assert row["cost_mean"] == UNIT_COST[strategy] * UNITS[strategy]
         assert row["n_seeds"] == 3
     rows = _rows(table)
     assert rows["random"][1] == "3 (+1 failed)"
     # 3 values ±1 point: the CI spans min..max, half-width 1 point.
     assert rows["rtho"][2] == "62.00 ± 1.00"
     assert rows["rtho"][table.header.index("wall-clock (s)")] == "41.0 ± 1.0"
+    # Overruns of 0, 0.5 and 1 s: visible, with the CI spanning min..max.
+    assert rows["rtho"][table.header.index("overrun (s)")] == "0.5 ± 0.5"
+    assert rows["random"][table.header.index("overrun (s)")] == "0.0 ± 0.0"
+    assert rows["rtho"][table.header.index("cost (plain runs)")] == "5.00 ± 0.00"
 
 
 def test_renderers_contain_the_cells(runs: pd.DataFrame) -> None:
@@ -217,7 +278,7 @@ def test_renderers_contain_the_cells(runs: pd.DataFrame) -> None:
     assert "| reverse-hg | 3 | 90.00 ± 1.00 |" in markdown
     assert markdown.splitlines()[2].startswith("| strategy | seeds ok |")
     latex = to_latex(table)
-    assert r"\begin{tabular}{lrrrrrr}" in latex
+    assert r"\begin{tabular}{lrrrrrrrr}" in latex
     assert r"reverse-hg & 3 & 90.00 $\pm$ 1.00 &" in latex
     assert r"test accuracy (\%)" in latex
     page = to_html(table)
@@ -281,7 +342,45 @@ def test_all_tables_order(runs: pd.DataFrame) -> None:
         "task-hypercleaning",
         "task-auxtarget",
         "mean-rank",
+        "cost-model-check",
     ]
+
+
+def test_cost_model_check_time_implied_ratio() -> None:
+    runs = runs_frame(make_records(strategies=WITH_DEFAULT))
+    table = cost_model_table(runs)
+    # One plain run: default's median seconds per unit over its cost per unit, 2.5 / 1.25 = 2 s.
+    # rtho: 0.75 s per unit implies 0.75 / 2 = 0.375 plain runs; FLOPs say 0.125: ratio 3.
+    rtho = table.data.loc["auxtarget", "rtho"]
+    assert rtho["plain_run_s"] == 2.0
+    assert rtho["unit_s"] == 0.75  # the median over seeds (0.375, 0.75, 1.5), not the mean
+    assert rtho["unit_cost"] == 0.125
+    assert rtho["time_unit_cost"] == 0.375
+    assert rtho["time_ratio"] == 3.0
+    assert table.data.loc["hypercleaning", "reverse-hg"]["time_ratio"] == 1.5  # 0.75 / 0.5
+    assert table.data.loc["hypercleaning", "default"]["time_ratio"] == 1.0  # by construction
+    rows = _rows(table)
+    assert rows["auxtarget/rtho"][1:] == ["3", "0.125", "0.75", "2", "0.375", "3.00"]
+    assert rows["auxtarget/random"][1] == "3"  # the failed cell is not counted
+    assert "how far FLOPs and seconds disagree" in table.caption
+    for cause in ("memory-bound", "recomputed", "interpreter overhead"):
+        assert cause in table.caption
+
+
+def test_cost_model_check_without_default_leaves_time_columns_empty(runs: pd.DataFrame) -> None:
+    table = cost_model_table(runs)
+    assert len(table.rows) == 6  # task × strategy
+    assert _rows(table)["auxtarget/rtho"][1:] == ["3", "0.125", "0.75", "–", "–", "–"]
+    assert table.data["time_ratio"].isna().all()
+    # A default strategy on one task only: the other task still has no plain-run seconds.
+    records = [
+        r
+        for r in make_records(strategies=WITH_DEFAULT)
+        if not (r["task"] == "auxtarget" and r["strategy"] == "default")
+    ]
+    data = cost_model_table(runs_frame(records)).data
+    assert data.loc["hypercleaning", "rtho"]["time_ratio"] == 3.0
+    assert np.isnan(data.loc["auxtarget", "rtho"]["time_ratio"])
 
 
 # --- figures and the report -------------------------------------------------------------------
@@ -297,6 +396,17 @@ def test_step_values_and_median_band() -> None:
     np.testing.assert_array_equal(median, [3.0, 4.0])
     np.testing.assert_array_equal(q25, [2.0, 3.0])
     np.testing.assert_array_equal(q75, [4.0, 5.0])
+
+
+def test_anytime_plot_against_cost(tmp_path: Path) -> None:
+    points = load_trajectories(write_runs(tmp_path / "new", make_records()))
+    assert points["cost"].notna().all()
+    path = plot_anytime(points, "auxtarget", tmp_path / "anytime.png")
+    assert path == tmp_path / "anytime.png" and path.read_bytes().startswith(PNG_MAGIC)
+    # Older trajectories without `cost`: the wall-clock panel is drawn, the cost panel says so.
+    older = load_trajectories(write_runs(tmp_path / "old", _older_records()))
+    path = plot_anytime(older, "auxtarget", tmp_path / "anytime-old.png")
+    assert path is not None and path.read_bytes().startswith(PNG_MAGIC)
 
 
 def test_write_report_files(report: Path) -> None:
@@ -326,6 +436,9 @@ def test_write_report_files(report: Path) -> None:
         assert line in markdown
     assert "device: cpu (Test CPU)" in markdown and "date: 2026-11-27T07:30:00Z" in markdown
     assert "| DH-1250 | 90.00 ± 1.00 | – |" in markdown
+    assert "## Cost model check" in markdown
+    assert "| auxtarget/rtho | 3 | 0.125 | 0.75 | – | – | – |" in markdown
+    assert "against wall-clock and against cost" in markdown
 
     page = report.read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
@@ -333,6 +446,8 @@ def test_write_report_files(report: Path) -> None:
     assert all(base64.b64decode(image).startswith(PNG_MAGIC) for image in images)
     assert 'src="figures/' not in page and "<style>" in page
     assert "<td>DH-1250</td><td>90.00 ± 1.00</td>" in page
+    assert '<table class="results" id="cost-model-check">' in page
+    assert "how far FLOPs and seconds disagree" in page
 
 
 def test_lambda_plot_skipped_without_weights(tmp_path: Path) -> None:

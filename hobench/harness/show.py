@@ -17,6 +17,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("val_loss", "final.val_loss", ".4g"),
     ("regret", "final.regret", ".3g"),
     ("wall_s", "resources.wall_s", ".1f"),
+    ("overrun_s", "resources.overrun_s", ".1f"),  # seconds past a seconds budget
+    ("cost", "resources.cost", ".3g"),  # plain-training equivalents spent
     ("steps", "resources.inner_steps", ".0f"),
     ("rss_mb", "resources.peak_rss_mb", ".0f"),
 )

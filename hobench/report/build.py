@@ -21,7 +21,7 @@ from hobench.report.html import (
 )
 from hobench.report.load import read_records, runs_frame, runs_path, trajectories_frame
 from hobench.report.plots import all_figures
-from hobench.report.tables import Table, all_tables, to_latex, to_markdown
+from hobench.report.tables import COST_MODEL_NAME, Table, all_tables, to_latex, to_markdown
 
 REPORT_DIR = "report"
 
@@ -86,6 +86,7 @@ def report_blocks(
         ("Paper tables", [t for t in tables if t.name.startswith("paper-")]),
         ("Results per task", [t for t in tables if t.name.startswith("task-")]),
         ("Mean rank across tasks", [t for t in tables if t.name == "mean-rank"]),
+        ("Cost model check", [t for t in tables if t.name == COST_MODEL_NAME]),
     )
     for title, members in sections:
         if members:

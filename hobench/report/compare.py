@@ -2,7 +2,8 @@
 
 Per task × strategy it checks accuracy against the baseline's bootstrap CI, time normalised by
 each machine's calibration workload, and peak memory; per cell it checks that nothing present in
-the baseline went missing or started failing.
+the baseline went missing or started failing. Overrun past a seconds budget is shown beside them,
+for information: it says a time budget was not a hard limit, not that the code got worse.
 """
 
 from __future__ import annotations
@@ -43,18 +44,41 @@ def _median(values: pd.Series) -> float:
     return float(values.median()) if len(values) else math.nan
 
 
+def _mean(values: pd.Series) -> float:
+    return float(values.mean()) if len(values) else math.nan
+
+
 def _side(cells: pd.DataFrame) -> dict[str, Any]:
-    """What one side contributes to a row: ok seeds, accuracy CI, mean time, memory."""
+    """What one side contributes to a row: ok seeds, accuracy CI, mean time, overrun, memory."""
     ok = cells[cells["status"] == "ok"]
     mean, low, _ = bootstrap_ci(ok["final.test_acc"])
     return {
         "n": len(ok),
         "acc": mean,
         "acc_low": low,
-        "wall_s": float(ok["resources.wall_s"].mean()) if len(ok) else math.nan,
+        "wall_s": _mean(ok["resources.wall_s"]),
+        "overrun_s": _mean(ok["resources.overrun_s"]),
         "calibration_s": _median(ok["calibration_s"]),
-        "rss_mb": float(ok["resources.peak_rss_mb"].mean()) if len(ok) else math.nan,
+        "rss_mb": _mean(ok["resources.peak_rss_mb"]),
     }
+
+
+def _environment(runs: pd.DataFrame) -> set[tuple[Any, ...]]:
+    """(torch version, device, threads) of each run: what a time or memory figure depends on
+    beyond the code (a CUDA build of torch alone triples a worker's resident memory)."""
+    environments = set()
+    for manifest in runs.get("manifest", pd.Series(dtype=object)):
+        manifest = manifest if isinstance(manifest, dict) else {}
+        packages = manifest.get("packages") or {}
+        environments.add((packages.get("torch"), manifest.get("device"), manifest.get("threads")))
+    return environments
+
+
+def _describe(environments: set[tuple[Any, ...]]) -> str:
+    return "; ".join(
+        f"torch {torch}, {device}, {threads} thread(s)"
+        for torch, device, threads in sorted(environments, key=str)
+    )
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -70,8 +94,10 @@ def _compare_row(
     acc_tolerance: float | None,
     time_ratio: float,
     memory_ratio: float,
+    resources_comparable: bool = True,
 ) -> tuple[dict[str, Any], list[Problem]]:
-    """One table row and the regressions it shows."""
+    """One table row and the regressions it shows. Time and memory are gated only when
+    `resources_comparable` (same torch build, device and threads on both sides)."""
     tolerance = acc_tolerance
     if tolerance is None:
         tolerance = 0.0 if min(base["n"], cur["n"]) >= 2 else SINGLE_SEED_TOLERANCE
@@ -89,10 +115,10 @@ def _compare_row(
             f"- tolerance {tolerance:.2%}"
         )
         problems.append(("accuracy", message))
-    if time > time_ratio:
+    if time > time_ratio and resources_comparable:
         basis = "calibrated" if calibrated else "raw, no calibration_s"
         problems.append(("time", f"{name}: time ×{time:.2f} ({basis}) > ×{time_ratio:g}"))
-    if memory > memory_ratio:
+    if memory > memory_ratio and resources_comparable:
         problems.append(("memory", f"{name}: peak RSS ×{memory:.2f} > ×{memory_ratio:g}"))
     row = {
         "n_base": base["n"],
@@ -103,6 +129,8 @@ def _compare_row(
         "acc_tolerance": tolerance,
         "time_ratio": time,
         "time_basis": "–" if math.isnan(time) else ("calibrated" if calibrated else "raw"),
+        "overrun_base": base["overrun_s"],  # informational, never a regression
+        "overrun_current": cur["overrun_s"],
         "memory_ratio": memory,
     }
     return row, problems
@@ -143,9 +171,12 @@ def compare(
       raw times are compared and the table's time_basis says "raw";
     - memory regresses when the mean peak_rss_mb ratio exceeds `memory_ratio`.
     A cell present in the baseline but missing in current, or ok there but failed here, is a
-    regression too. Pairs only in current are listed as "new".
+    regression too. Pairs only in current are listed as "new". The mean overrun_s of each side
+    (seconds past a seconds budget) is in the table, for information only.
     """
     base, cur = load_runs(baseline_dir), load_runs(current_dir)
+    base_env, cur_env = _environment(base), _environment(cur)
+    comparable = base_env == cur_env
     cell_problems = _cell_problems(base, cur)
     keys = list(dict.fromkeys(zip(base["task"], base["strategy"], strict=True)))
     keys += [
@@ -157,7 +188,7 @@ def compare(
         b = base[(base["task"] == task) & (base["strategy"] == strategy)]
         c = cur[(cur["task"] == task) & (cur["strategy"] == strategy)]
         row, problems = _compare_row(
-            name, _side(b), _side(c), acc_tolerance, time_ratio, memory_ratio
+            name, _side(b), _side(c), acc_tolerance, time_ratio, memory_ratio, comparable
         )
         problems = cell_problems.get((task, strategy), []) + problems
         kinds = list(dict.fromkeys(kind for kind, _ in problems))
@@ -165,6 +196,11 @@ def compare(
         rows.append({"task": task, "strategy": strategy, **row, "status": status})
         regressions += [message for _, message in problems]
     notes = []
+    if not comparable:
+        notes.append(
+            f"time and memory shown, not gated: the baseline ran with {_describe(base_env)}, "
+            f"the current run with {_describe(cur_env)}"
+        )
     table = pd.DataFrame(rows)
     if len(table) and (table["time_basis"] == "raw").any():
         notes.append("calibration_s missing on a side: times compared raw (time_basis = raw)")
@@ -181,14 +217,21 @@ COLUMNS = (
     ("acc_tolerance", "tol %"),
     ("time_ratio", "time ×"),
     ("time_basis", "time basis"),
+    ("overrun", "overrun s b/c"),
     ("memory_ratio", "RSS ×"),
     ("status", "status"),
 )
 
 
+def _overrun_text(seconds: float) -> str:
+    return "–" if math.isnan(seconds) else f"{seconds:.1f}"
+
+
 def _cell(key: str, row: pd.Series) -> str:
     if key == "seeds":
         return f"{row['n_base']}/{row['n_current']}"
+    if key == "overrun":
+        return f"{_overrun_text(row['overrun_base'])}/{_overrun_text(row['overrun_current'])}"
     value = row[key]
     if isinstance(value, str):
         return value
@@ -216,7 +259,8 @@ def format_compare(result: CompareResult) -> str:
     lines.append(
         f"Checks: accuracy below baseline CI low - tol; time ratio > ×{result.time_ratio:g} "
         f"(wall_s / calibration_s); peak RSS ratio > ×{result.memory_ratio:g}; missing or "
-        "newly failed cells."
+        "newly failed cells. Overrun (mean seconds past a seconds budget, baseline/current) is "
+        "shown, not checked."
     )
     if result.regressions:
         lines.append(f"{len(result.regressions)} regression(s):")

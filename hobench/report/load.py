@@ -18,6 +18,8 @@ RUNS_FILE = "runs.jsonl"
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema", "cell", "task", "strategy", "seed", "status")
 STATUSES = ("ok", "failed")
+# Budget limits, each flattened to `budget.<limit>`; the first reached ends a cell's search.
+BUDGET_LIMITS = ("cost", "seconds", "steps")
 
 # Identity columns copied as they are from each record.
 ID_COLUMNS = (
@@ -32,10 +34,11 @@ ID_COLUMNS = (
     "error",
 )
 # Numeric columns every runs frame has, even when no record carries them, so that tables and
-# plots can rely on them (absent values are NaN).
+# plots can rely on them (absent values are NaN: records written before a field existed load
+# with NaN there rather than failing). `cost` is in plain-training equivalents; FLOP counts become
+# floats, exact up to 2**53 and close enough beyond for a report.
 NUMERIC_COLUMNS = (
-    "budget.seconds",
-    "budget.steps",
+    *(f"budget.{limit}" for limit in BUDGET_LIMITS),
     "final.test_acc",
     "final.val_loss",
     "final.val_acc",
@@ -44,7 +47,12 @@ NUMERIC_COLUMNS = (
     "resources.wall_s",
     "resources.overrun_s",
     "resources.inner_steps",
-    "resources.cost_steps",
+    "resources.cost",
+    "resources.flops",
+    "resources.plain_run_flops",
+    "resources.units",
+    "resources.unit_cost",
+    "resources.unit_s",
     "resources.peak_rss_mb",
     "resources.cuda_peak_mb",
     "calibration_s",
@@ -52,7 +60,7 @@ NUMERIC_COLUMNS = (
 POINT_COLUMNS = (
     "elapsed_s",
     "inner_steps",
-    "cost_steps",
+    "cost",
     "val_loss",
     "val_acc",
     "test_acc",
@@ -126,8 +134,8 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
     row["task_params"] = record.get("task_params") or {}
     row["strategy_params"] = record.get("strategy_params") or {}
     budget = record.get("budget") or {}
-    row["budget.seconds"] = budget.get("seconds")
-    row["budget.steps"] = budget.get("steps")
+    for limit in BUDGET_LIMITS:
+        row[f"budget.{limit}"] = budget.get(limit)
     for key, value in (record.get("final") or {}).items():
         row[f"final.{key}"] = value
     for key, value in (record.get("resources") or {}).items():

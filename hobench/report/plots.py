@@ -116,13 +116,21 @@ def median_band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return defined, median, q25, q75
 
 
+# Wall-clock is what a user waits for; cost (FLOPs, in plain-training equivalents) is the
+# budget's unit, the same on every machine.
 ANYTIME_AXES = (
     ("elapsed_s", "wall-clock (s)", "vs wall-clock"),
-    ("inner_steps", "inner steps (applications of Φ)", "vs inner steps"),
+    ("cost", "cost (plain-training equivalents)", "vs cost"),
 )
 
 
 def _anytime_panel(ax: Axes, points: pd.DataFrame, x: str, colors: dict) -> None:
+    # Records written before a field existed lack it: such a panel says so instead of failing.
+    points = points.dropna(subset=[x])
+    if points.empty:
+        ax.text(0.5, 0.5, f"no {x} recorded", transform=ax.transAxes, ha="center", va="center")
+        ax.set(xticks=[], yticks=[])
+        return
     grid = common_grid(points[x].to_numpy())
     for strategy, group in points.groupby("strategy", sort=False):
         # Each strategy is drawn up to its own last point, not to the slowest strategy's end.
@@ -143,13 +151,21 @@ def _anytime_panel(ax: Axes, points: pd.DataFrame, x: str, colors: dict) -> None
     _maybe_log_x(ax, grid)
 
 
+def _legend_on_last_drawn(axes: Sequence[Axes]) -> None:
+    # The rightmost panel with lines carries the legend; an empty panel would warn and mislead.
+    for ax in reversed(list(axes)):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(title="strategy (seeds)", loc="upper right")
+            return
+
+
 def plot_anytime(
     trajectories: pd.DataFrame, task: str, path: Path, colors: dict | None = None
 ) -> Path | None:
-    """Incumbent validation loss vs wall-clock (left) and vs inner steps (right) for one task:
-    median over seeds with the interquartile band, one line per strategy."""
+    """Incumbent validation loss vs wall-clock (left) and vs cost in plain-training
+    equivalents (right) for one task: median over seeds with the interquartile band, one line
+    per strategy. A panel whose x is missing from every point (older records) says so."""
     points = trajectories[(trajectories["task"] == task) & (trajectories["status"] == "ok")]
-    points = points.dropna(subset=["elapsed_s", "inner_steps"])
     if not points["incumbent_val_loss"].notna().any():
         return None
     colors = _colors(points, colors)
@@ -158,7 +174,7 @@ def plot_anytime(
         for ax, (x, label, title) in zip(axes[0], ANYTIME_AXES, strict=True):
             _anytime_panel(ax, points, x, colors)
             ax.set(xlabel=label, ylabel="incumbent validation loss", title=title)
-        axes[0][1].legend(title="strategy (seeds)", loc="upper right")
+        _legend_on_last_drawn(axes[0])
         fig.suptitle(f"Anytime performance, task {task}: median over seeds, band = quartiles")
         return _save(fig, path)
 
@@ -333,8 +349,9 @@ def all_figures(
     for task in (str(t) for t in pd.unique(runs["task"])):
         path = out_dir / f"anytime-{file_stem(task)}.png"
         caption = (
-            f"Task {task}: incumbent validation loss against wall-clock and inner steps; median "
-            "over seeds (each seed's step function read on a common grid), band = interquartile."
+            f"Task {task}: incumbent validation loss against wall-clock and against cost (FLOPs "
+            "in plain-training equivalents, the budget's unit); median over seeds (each seed's "
+            "step function read on a common grid), band = interquartile."
         )
         figures.append((plot_anytime(trajectories, task, path, colors), caption))
     figures += [

@@ -79,6 +79,9 @@ METRICS = (
     Metric("final.val_loss", "val_loss", "validation loss", 1.0, 4),
     Metric("final.regret", "regret", "regret", 1.0, 4, optional=True),
     Metric("resources.wall_s", "wall_s", "wall-clock (s)", 1.0, 1),
+    # Always shown: a search that ran past its seconds budget must not pass unnoticed.
+    Metric("resources.overrun_s", "overrun_s", "overrun (s)", 1.0, 1),
+    Metric("resources.cost", "cost", "cost (plain runs)", 1.0, 2),
     Metric("resources.inner_steps", "inner_steps", "inner steps", 1.0, 0),
     Metric("resources.peak_rss_mb", "peak_rss_mb", "peak RSS (MB)", 1.0, 0),
     Metric("resources.cuda_peak_mb", "cuda_peak_mb", "CUDA peak (MB)", 1.0, 0, optional=True),
@@ -119,13 +122,25 @@ def _ok(runs: pd.DataFrame) -> pd.DataFrame:
     return runs[runs["status"] == "ok"]
 
 
+BUDGET_UNITS = (
+    ("budget.cost", "cost {:g} plain runs"),
+    ("budget.seconds", "{:g} s"),
+    ("budget.steps", "{:g} inner steps"),
+)
+
+
 def _budget_text(cells: pd.DataFrame) -> str:
-    budgets = cells[["budget.seconds", "budget.steps"]].drop_duplicates()
+    """The budgets of `cells`, e.g. "cost 30 plain runs or 600 s" (the first limit reached
+    ends the search); distinct budgets separated by semicolons."""
+    budgets = cells[[column for column, _ in BUDGET_UNITS]].drop_duplicates()
     parts = []
-    for seconds, steps in budgets.itertuples(index=False):
-        limits = [f"{seconds:g} s"] if not math.isnan(seconds) else []
-        limits += [f"{steps:g} inner steps"] if not math.isnan(steps) else []
-        parts.append(" and ".join(limits) or "no limit")
+    for values in budgets.itertuples(index=False):
+        limits = [
+            text.format(value)
+            for value, (_, text) in zip(values, BUDGET_UNITS, strict=True)
+            if not math.isnan(value)
+        ]
+        parts.append(" or ".join(limits) or "no limit")
     return "; ".join(parts) or "unknown"
 
 
@@ -147,9 +162,11 @@ def task_table(runs: pd.DataFrame, task: str, n_boot: int = N_BOOT, seed: int = 
         records.append(record)
     kind = cells["task_kind"].iloc[0] if len(cells) else task
     caption = (
-        f"Task kind {kind}; budget {_budget_text(cells)}. Each cell: {CI_TEXT}. Accuracy and "
-        "loss are those of the configuration each strategy returned, under the task's final "
-        "protocol."
+        f"Task kind {kind}; budget {_budget_text(cells)}, whichever is reached first. Each "
+        f"cell: {CI_TEXT}. Accuracy and loss are those of the configuration each strategy "
+        "returned, under the task's final protocol. Cost: FLOPs the search spent, in "
+        "plain-training equivalents (one plain training run of the task at its defaults = 1). "
+        "Overrun: seconds the search ran past a seconds budget."
     )
     return Table(
         name=file_stem(f"task-{task}"),
@@ -187,6 +204,117 @@ def rank_table(runs: pd.DataFrame) -> Table:
         "A strategy is ranked only on tasks where it has ok cells: see the tasks column."
     )
     return Table("mean-rank", "Mean rank across tasks", header, rows, caption, ranks)
+
+
+# --- cost model check -------------------------------------------------------------------------
+
+COST_MODEL_NAME = "cost-model-check"
+# The strategy kind whose unit is one training run at the task's defaults: its seconds per unit
+# over its FLOP cost per unit is what one plain run takes on this machine.
+PLAIN_RUN_KIND = "default"
+COST_MODEL_CAPTION = (
+    "This table shows how far FLOPs and seconds disagree. The budget is charged in FLOPs "
+    "(torch's FlopCounterMode, in plain-training equivalents); seconds part from FLOPs where "
+    "steps are memory-bound, where work is recomputed, and where interpreter overhead dominates "
+    "small operations. A unit is what a strategy spends at a time: one evaluation, one "
+    "hypergradient or one RTHO chunk. FLOP cost / unit: median over ok seeds of each cell's "
+    "cost per unit. Seconds / unit: median over ok seeds of each cell's median measured wall "
+    "seconds per unit. Plain run (s): the seconds of one plain training run of the task, "
+    f"estimated from the task's “{PLAIN_RUN_KIND}” strategy cells (their seconds / unit over "
+    "their FLOP cost / unit). Time-implied cost / unit: seconds / unit over plain run (s). "
+    "Ratio: time-implied over FLOP cost; 1 when seconds track FLOPs, above 1 when a unit takes "
+    "longer than its FLOPs say (a FLOP budget then grants it more time than a seconds budget "
+    f"would). – : not recorded, or no “{PLAIN_RUN_KIND}” cells on the task."
+)
+
+
+def _median(values: pd.Series) -> float:
+    """Median of the values present; NaN when none is (pandas skips NaN)."""
+    return float(values.median()) if values.notna().any() else math.nan
+
+
+def _over(numerator: float, denominator: float) -> float:
+    """`numerator / denominator`, NaN when either is missing or the denominator is not > 0."""
+    if math.isnan(numerator) or math.isnan(denominator) or denominator <= 0:
+        return math.nan
+    return numerator / denominator
+
+
+def plain_run_seconds(cells: pd.DataFrame) -> float:
+    """Seconds of one plain training run on the task of `cells`, from its ok cells of strategy
+    kind `default`: their median seconds per unit over their median FLOP cost per unit (a
+    default unit is one training run at the defaults, plus what evaluating it costs). NaN
+    without such cells."""
+    plain = _ok(cells)
+    plain = plain[plain["strategy_kind"] == PLAIN_RUN_KIND]
+    return _over(_median(plain["resources.unit_s"]), _median(plain["resources.unit_cost"]))
+
+
+def _cost_model_record(
+    task: Any, strategy: Any, cells: pd.DataFrame, plain_run_s: float
+) -> dict[str, Any]:
+    good = _ok(cells)
+    unit_cost = _median(good["resources.unit_cost"])
+    unit_s = _median(good["resources.unit_s"])
+    time_cost = _over(unit_s, plain_run_s)
+    return {
+        "task": task,
+        "strategy": strategy,
+        "n_seeds": len(good),
+        "unit_cost": unit_cost,
+        "unit_s": unit_s,
+        "plain_run_s": plain_run_s,
+        "time_unit_cost": time_cost,
+        "time_ratio": _over(time_cost, unit_cost),
+    }
+
+
+def _number(value: float, spec: str = ".3g") -> str:
+    return DASH if math.isnan(value) else format(value, spec)
+
+
+def has_unit_data(runs: pd.DataFrame) -> bool:
+    """Whether any ok cell records a cost or seconds per unit (older records do not)."""
+    ok = _ok(runs)
+    return bool(ok["resources.unit_cost"].notna().any() or ok["resources.unit_s"].notna().any())
+
+
+def cost_model_table(runs: pd.DataFrame) -> Table:
+    """Per task × strategy: FLOP cost per unit against the cost its measured seconds imply.
+
+    A pure function of the records: medians over ok seeds of `resources.unit_cost` and
+    `resources.unit_s`; the time-implied cost per unit is `unit_s` over the seconds of one plain
+    run (`plain_run_seconds`), and the ratio is time-implied over FLOP cost.
+    """
+    records = []
+    for task, cells in runs.groupby("task", sort=False):
+        plain_run_s = plain_run_seconds(cells)
+        for strategy, group in cells.groupby("strategy", sort=False):
+            records.append(_cost_model_record(task, strategy, group, plain_run_s))
+    header = [
+        "task/strategy",  # one name column, left-aligned like every table's first column
+        "seeds ok",
+        "FLOP cost / unit (plain runs)",
+        "seconds / unit",
+        "plain run (s)",
+        "time-implied cost / unit (plain runs)",
+        "time-implied / FLOP",
+    ]
+    rows = [
+        [
+            f"{r['task']}/{r['strategy']}",
+            str(r["n_seeds"]),
+            _number(r["unit_cost"]),
+            _number(r["unit_s"]),
+            _number(r["plain_run_s"]),
+            _number(r["time_unit_cost"]),
+            _number(r["time_ratio"], ".2f"),
+        ]
+        for r in records
+    ]
+    data = pd.DataFrame(records).set_index(["task", "strategy"]) if records else pd.DataFrame()
+    title = "Cost model check: FLOPs against seconds per unit"
+    return Table(COST_MODEL_NAME, title, header, rows, COST_MODEL_CAPTION, data)
 
 
 def _source(params: Any) -> str:
@@ -364,11 +492,14 @@ def auxtarget_tables(runs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) ->
 
 
 def all_tables(runs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> list[Table]:
-    """Paper tables, then one table per task, then the mean-rank table."""
+    """Paper tables, then one table per task, then the mean-rank table, then the cost model
+    check (when any cell records per-unit cost or seconds)."""
     tables = hypercleaning_tables(runs, n_boot, seed) + auxtarget_tables(runs, n_boot, seed)
     tables += [task_table(runs, str(t), n_boot, seed) for t in pd.unique(runs["task"])]
     if _ok(runs).shape[0]:
         tables.append(rank_table(runs))
+    if has_unit_data(runs):
+        tables.append(cost_model_table(runs))
     return tables
 
 
