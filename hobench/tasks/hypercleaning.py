@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from hobench.data import corrupt_labels, load_mnist, split_indices, to_tensors
-from hobench.harness.cost import counted
+from hobench.harness.cost import count_flops
 from hobench.hypergrad import gd, unroll
 from hobench.registry import TASKS
 from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task
@@ -185,19 +185,24 @@ class HyperCleaning(Task):
 
     # --- the black-box family -----------------------------------------------------------------
     def _validation_scores(self) -> torch.Tensor:
-        """Loss of each training example under a model trained T steps on the validation set
-        (computed once, its FLOPs counted then)."""
+        """Loss of each training example under a model trained T steps on the validation set."""
         if self._scores is None:
-            self._scores, self._scoring_flops = counted(self._score_examples)
+            params = self._fit(*self.val, self._ones(len(self.val[1])), self.steps, self.lr)
+            logits = F.linear(self.train[0], *params)
+            self._scores = F.cross_entropy(logits, self.train[1], reduction="none")
         return self._scores
 
-    def _score_examples(self) -> torch.Tensor:
-        params = self._fit(*self.val, self._ones(len(self.val[1])), self.steps, self.lr)
-        return F.cross_entropy(F.linear(self.train[0], *params), self.train[1], reduction="none")
-
     def blackbox_setup_flops(self) -> int:
-        """The scoring model's training, paid once by the black-box family."""
-        self._validation_scores()
+        """The scoring model's FLOPs (T steps on the validation set, then one pass over the
+        training set), paid once by the black-box family. Counted on one step, so the scoring
+        itself runs on the clock, inside the first evaluation."""
+        if not hasattr(self, "_scoring_flops"):
+            dynamics = gd(self._inner, lr=self.lr)
+            hp = {"weights": self._ones(len(self.val[1]))}
+            state = dynamics.init(self._params0(), hp)
+            step = count_flops(dynamics.step, state, hp, self.val)
+            scoring = count_flops(F.linear, self.train[0], *self._params0())
+            self._scoring_flops = self.steps * step + scoring
         return self._scoring_flops
 
     def _rule_weights(self, keep: float) -> torch.Tensor:
