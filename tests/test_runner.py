@@ -107,6 +107,9 @@ def hobench_process(suite: Path, results: Path, *extra: str) -> subprocess.Popen
         # A killed runner cannot remove its temporary directory: keep it under the test's.
         env={**harness_toys.subprocess_env(), "TMPDIR": str(results.parent)},
         start_new_session=True,  # its own process group: signals reach it and its workers only
+        # A shell's background job starts with SIGINT ignored, and Python keeps it so: give the
+        # runner the disposition a terminal's foreground command has, however pytest started.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

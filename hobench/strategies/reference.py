@@ -30,8 +30,6 @@ class EarlyStopping(Strategy):
     def run(self, task: Task, budget: Budget, rng: np.random.Generator, recorder: Recorder):
         problem = task.gradient_problem()
         T, dynamics = problem.steps, problem.dynamics
-        if self.check_every > T:
-            raise ValueError(f"check_every={self.check_every} exceeds the task's T={T} steps")
         costs = priced(task, budget)
         flops = self.first_unit(task, costs)[0]
         check_first_unit_fits(self, task, budget, costs)
@@ -64,5 +62,7 @@ class EarlyStopping(Strategy):
                 "has another final protocol; exclude this pair in the suite"
             )
         T = costs.problem.steps
+        if self.check_every > T:
+            raise ValueError(f"check_every={self.check_every} exceeds the task's T={T} steps")
         flops = T * costs.step() + (T // self.check_every) * costs.outer()
         return flops, T, "early-stopped training run"
