@@ -138,3 +138,14 @@ def test_bad_budgets_are_refused(limits, message):
 def test_a_cost_budget_must_be_priced_before_spending():
     with pytest.raises(BudgetError, match="price"):
         Budget(cost=1.0).fits(1)
+
+
+def test_the_in_run_check_and_the_up_front_check_agree_at_the_limit():
+    budget = Budget(cost=0.57).start()
+    budget.price(100)
+    assert budget.smallest_unit_error(57, 0, "unit") is None and budget.fits(57)
+    error = budget.smallest_unit_error(58, 0, "unit")
+    assert "set cost >= 0.58" in str(error)
+    fixed = Budget(cost=0.58)
+    fixed.price(100)
+    assert fixed.fits(58)

@@ -352,3 +352,68 @@ def test_store_reports_a_foreign_damaged_line(tmp_path: Path, tail: str, problem
     with pytest.raises(StoreError, match=f"runs.jsonl:2: {problem}") as info:
         ResultsStore(tmp_path).load()
     assert "\n" not in str(info.value)
+
+
+# --- checks before any cell ---------------------------------------------------------------------
+
+
+def ridge_suite(tmp_path: Path, task: str, strategy_kind: str, budget: str = "cost = 20") -> Path:
+    path = tmp_path / "pre.toml"
+    path.write_text(
+        f'seeds = [0]\n[budget]\n{budget}\n[[tasks]]\nkind = "ridge"\nsteps = 60\n{task}\n'
+        f'[[strategies]]\nkind = "{strategy_kind}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    "task, strategy_kind, message",
+    [
+        ("groups = 0", "tpe", "cell ridge/tpe: ridge needs groups >= 1"),
+        ("", "early-stopping", "check_every=10 exceeds"),
+    ],
+)
+def test_a_cell_that_cannot_be_built_is_one_line_before_any_cell(
+    tmp_path, task, strategy_kind, message
+):
+    from hobench.harness.suite import SuiteError
+
+    if strategy_kind == "early-stopping":
+        task = "steps = 5"  # T = 5 < check_every = 10
+        path = tmp_path / "pre.toml"
+        path.write_text(
+            'seeds = [0]\n[budget]\nseconds = 5\n[[tasks]]\nkind = "ridge"\nsteps = 5\n'
+            '[[strategies]]\nkind = "early-stopping"\n',
+            encoding="utf-8",
+        )
+    else:
+        path = ridge_suite(tmp_path, task, strategy_kind)
+    with pytest.raises(SuiteError, match=message):
+        run_suite(load_suite(path), tmp_path / "results", quiet=True)
+    assert not (tmp_path / "results" / "runs.jsonl").exists()  # nothing ran
+
+
+def test_a_forced_rerun_refused_up_front_keeps_the_old_records(tmp_path):
+    from hobench.harness.budget import BudgetError
+
+    results = tmp_path / "results"
+    run_suite(load_suite(ridge_suite(tmp_path, "", "default")), results, quiet=True)
+    before = (results / "runs.jsonl").read_text()
+    with pytest.raises(BudgetError, match="set cost >= 1.01"):
+        run_suite(
+            load_suite(ridge_suite(tmp_path, "", "default", budget="cost = 0.5")),
+            results,
+            quiet=True,
+            force=True,
+        )
+    assert (results / "runs.jsonl").read_text() == before
+
+
+def test_resuming_with_other_threads_is_refused(tmp_path):
+    results = tmp_path / "results"
+    run_suite(load_suite(ridge_suite(tmp_path, "", "default")), results, quiet=True)
+    path = ridge_suite(tmp_path, "", "default")
+    path.write_text("threads = 2\n" + path.read_text(), encoding="utf-8")
+    with pytest.raises(StoreError, match="different threads"):
+        run_suite(load_suite(path), results, quiet=True)

@@ -10,6 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import torch
 
 from hobench.harness.budget import Budget, BudgetError
 from hobench.harness.recorder import Recorder
@@ -174,6 +175,31 @@ def test_rtho_schedule_replay_is_a_real_retraining():
     task._params0 = lambda: tuple(p + 0.1 for p in original())
     schedule_hp = task.gradient_problem("rtho").hp0
     assert task.finalize_schedule(lambda t: schedule_hp)["val_loss"] != replayed
+
+
+def test_early_stopping_spends_check_by_check_so_every_point_has_its_cost():
+    task = TASKS.create("ridge", seed=0, **RIDGE)
+    recorder, budget = run(task, "early-stopping", {"cost": 2.0}, check_every=25)
+    costs = [p["cost"] for p in recorder.points]
+    assert len(costs) == 2 and 0 < costs[0] < costs[1] < budget.cost_used  # 10 steps after
+    assert budget.steps_used == 60 and recorder.final["stopped_at"] in (25, 50)
+
+
+def test_rtho_reports_the_lambda_of_its_last_step_and_takes_no_hyper_step_after_it():
+    task = TASKS.create("auxtarget", seed=0, **SMALL_AUX)
+    recorder, budget = run(task, "rtho", {"cost": 50}, delta=5, record_every=1)
+    assert budget.units == SMALL_AUX["steps"] // 5
+    assert recorder.points[-1]["hp"] == recorder.final["config"]  # λ held since the last step
+    assert len({str(p["hp"]) for p in recorder.points}) == budget.units - 1
+
+
+def test_ridge_null_teacher_starts_without_regularisation():
+    task = TASKS.create("ridge", seed=0, **RIDGE)
+    null = task.gradient_problem("null").hp0["log_l2"].exp()
+    assert torch.allclose(null, torch.full_like(null, task.l2_low), rtol=1e-12)
+    a = run(task, "rtho", {"cost": 10})[0].final
+    b = run(TASKS.create("ridge", seed=0, **RIDGE), "rtho-nt", {"cost": 10})[0].final
+    assert a["val_loss"] != b["val_loss"]
 
 
 def test_diverging_evaluations_are_failed_trials_not_crashes():

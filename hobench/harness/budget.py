@@ -89,6 +89,12 @@ class Budget:
             raise BudgetError(f"a plain training run must cost > 0 FLOPs, got {plain_run_flops}")
         self.plain_run_flops = int(plain_run_flops)
 
+    def _flop_limit(self) -> float:
+        if self.plain_run_flops is None:
+            raise BudgetError("a cost budget needs price(plain_run_flops) before spending")
+        # The relative 1e-9 absorbs the rounding of cost × FLOPs (0.57 × 100 = 56.999…).
+        return self.cost * self.plain_run_flops * (1 + 1e-9)
+
     @property
     def cost_used(self) -> float | None:
         """Work spent so far in plain-training equivalents (None before the budget is priced)."""
@@ -98,11 +104,8 @@ class Budget:
         """Whether a unit of `flops` and `steps` inner steps may start now: within the cost and
         step limits, and — under a seconds limit — not predicted (from the duration of the last
         unit) to end past it."""
-        if self.cost is not None:
-            if self.plain_run_flops is None:
-                raise BudgetError("a cost budget needs price(plain_run_flops) before spending")
-            if self.flops_used + flops > self.cost * self.plain_run_flops:
-                return False
+        if self.cost is not None and self.flops_used + flops > self._flop_limit():
+            return False
         if self.steps is not None and self.steps_used + steps > self.steps:
             return False
         if self.seconds is not None:
@@ -122,13 +125,15 @@ class Budget:
 
     def smallest_unit_error(self, flops: int, steps: int, what: str) -> BudgetError | None:
         """The error to raise when not even one unit fits an empty budget, else None."""
-        if self.cost is not None and self.plain_run_flops is not None:
+        if self.cost is not None and flops > self._flop_limit():
             need = flops / self.plain_run_flops
-            if need > self.cost:
-                return BudgetError(
-                    f"cost budget {self.cost:g} is below one {what} ({need:.4g} plain runs); "
-                    f"set cost >= {math.ceil(need * 100) / 100:g}"
-                )
+            workable = math.ceil(need * 100) / 100
+            while workable * self.plain_run_flops * (1 + 1e-9) < flops:  # never undercut it
+                workable += 0.01
+            return BudgetError(
+                f"cost budget {self.cost:g} is below one {what} ({need:.4g} plain runs); "
+                f"set cost >= {workable:.2f}"
+            )
         if self.steps is not None and steps > self.steps:
             return BudgetError(
                 f"step budget {self.steps} is below one {what} ({steps} steps); "

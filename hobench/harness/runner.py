@@ -86,11 +86,13 @@ def _check_not_stale(cells: list[Cell], records: list[dict[str, Any]], path: Pat
                 "budget": {name: cell.budget.get(name) for name in LIMITS},
             }
         )
+        expected["threads"] = cell.threads
+        found = {**record, "threads": (record.get("manifest") or {}).get("threads")}
         for key, value in expected.items():
-            if record.get(key) != value:
+            if found.get(key) != value:
                 raise StoreError(
                     f"{path}: cell {cell.key} was run with a different {key} "
-                    f"({record.get(key)!r}, suite now says {value!r}); "
+                    f"({found.get(key)!r}, suite now says {value!r}); "
                     "rerun with --force or use another --results-dir"
                 )
 
@@ -280,14 +282,15 @@ def run_suite(
     started = time.perf_counter()
     resolved = resolve_device(device or suite.device)  # fail before anything runs
     cells = [c for c in suite.cells(device) if not cell_filter or cell_filter in c.key]
-    check_budgets(cells, data_dir)
     store = ResultsStore(results_dir)
+    records = store.load()
+    if not force:  # forced cells are rerun whatever they were run with
+        _check_not_stale(cells, records, store.path)
+    done = set() if force else {record["cell"] for record in records}
+    todo = [cell for cell in cells if cell.key not in done]
+    check_budgets(todo, data_dir)  # before anything is removed or run
     if force:
         store.remove(cell.key for cell in cells)
-    records = store.load()
-    _check_not_stale(cells, records, store.path)
-    done = {record["cell"] for record in records}
-    todo = [cell for cell in cells if cell.key not in done]
     summary = RunSummary(suite.name, store.path, len(cells), len(cells) - len(todo))
     progress = Progress(len(todo), quiet)
     progress.say(

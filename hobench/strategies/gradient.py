@@ -84,7 +84,13 @@ class HypergradientDescent(Strategy):
         return reverse(*args, truncate=self.truncate or None)
 
     def first_unit(self, task, costs):
+        if costs.problem is None:
+            raise NotImplementedError(f"{self.name} needs the task's gradient problem")
         T = self.steps or costs.problem.steps
+        if self.truncate and not 1 <= self.truncate <= T:
+            raise ValueError(
+                f"truncate must be in 1..{T} (the hyper-iteration's T), got {self.truncate}"
+            )
         if self.mode == "forward":
             return costs.forward(T), T, "hyper-iteration"
         return costs.reverse(T, self.truncate or None), T, "hyper-iteration"
@@ -162,9 +168,11 @@ class RTHO(Strategy):
         costs = priced(task, budget)
         check_first_unit_fits(self, task, budget, costs)
 
-        def chunk_flops(k: int, length: int) -> int:
+        def chunk_flops(k: int, length: int, hyper_step: bool) -> int:
             outer, key = self._validation_loss(problem, k)
             with budget.paused():
+                if not hyper_step:
+                    return length * costs.forward_step()
                 return costs.rtho_chunk(length, outer, key)
 
         hyper = hyper_optimizer(problem, self.hyper_lr or problem.online_hyper_lr)
@@ -175,38 +183,43 @@ class RTHO(Strategy):
         k = 0
         while online.t < T:
             length = min(self.delta, T - online.t)
-            flops = chunk_flops(k + 1, length)
+            last = online.t + length == T  # no hyper-step after it: its λ would train no step
+            flops = chunk_flops(k + 1, length, hyper_step=not last)
             if not budget.fits(flops, length):
                 break
             for _ in range(length):
                 online.advance(problem.batch_at(online.t + 1))
             k += 1
-            hg = online.hypergradient(self._validation_loss(problem, k)[0])
+            if not last:
+                hg = online.hypergradient(self._validation_loss(problem, k)[0])
             budget.spend(flops, length)
-            if not _finite(hg):
-                recorder.point(online.hp, float("nan"), failed=True)
-                break
-            hyper.step(hg.grad)
-            online.hp = hyper.values()
-            schedule.append(online.hp)
-            if k % self.record_every == 0 or online.t == T:
+            if not last:
+                if not _finite(hg):
+                    recorder.point(online.hp, float("nan"), failed=True)
+                    break
+                hyper.step(hg.grad)
+                online.hp = hyper.values()
+                schedule.append(online.hp)
+            if k % self.record_every == 0 or last:
                 ev = problem.evaluate(problem.dynamics.params(online.state), online.hp)
                 recorder.point(online.hp, ev.val_loss, ev.val_acc, ev.test_acc)
         budget.stop()
         if k == 0:
-            raise RuntimeError("the budget ended before the first hyper-step")
+            raise RuntimeError("the budget ended before the first chunk")
 
         def hp_at(t: int) -> dict[str, torch.Tensor]:
             return schedule[min((t - 1) // self.delta, len(schedule) - 1)]
 
         recorder.finish(
             **task.finalize_schedule(hp_at),
-            config={name: summarise(v) for name, v in schedule[-1].items()},
+            config={name: summarise(v) for name, v in hp_at(T).items()},
             online_steps=online.t,
         )
 
     def first_unit(self, task, costs):
         problem = costs.problem
+        if problem is None:
+            raise NotImplementedError("RTHO needs the task's gradient problem")
         length = min(self.delta, problem.steps)
         return costs.rtho_chunk(length, *self._validation_loss(problem, 1)), length, "RTHO chunk"
 

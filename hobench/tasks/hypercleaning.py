@@ -17,9 +17,10 @@ an artefact of a schedule the others did not get.
 
 The raw λ (thousands of entries) is not searchable by grid or TPE, so black-box strategies
 search a one-parameter family inside the same feasible set: score every training example by its
-loss under a model trained on the (clean) validation set, and give λ = 1 to the ⌈keep · R⌉
-lowest-scoring examples, 0 to the rest (keep ∈ [0.1, 1], so Σλ ≤ R). Its evaluation trains the
-same weighted loss over all N examples, so it costs what a gradient strategy's inner run costs;
+loss under a model trained on the (clean) validation set, and give λ = 1 to the ⌊keep · R⌋
+lowest-scoring examples, 0 to the rest (keep ∈ [0.1, 1], so Σλ ≤ R). Its evaluation is the
+gradient strategies' inner run at that λ (the same weighted loss over all N examples, the same
+step size lr · N/R), so it also costs what theirs costs;
 the scoring model's training is charged once, to the first evaluation. No L2 weight is searched
 by either family.
 
@@ -206,7 +207,7 @@ class HyperCleaning(Task):
         return self._scoring_flops
 
     def _rule_weights(self, keep: float) -> torch.Tensor:
-        count = max(1, min(self.n, math.ceil(keep * self.radius)))
+        count = max(1, min(self.n, math.floor(keep * self.radius)))  # Σλ = count ≤ R
         weights = torch.zeros(self.n, dtype=self.dtype, device=self.device)
         weights[torch.argsort(self._validation_scores(), stable=True)[:count]] = 1.0
         return weights
@@ -226,8 +227,7 @@ class HyperCleaning(Task):
         return self.steps
 
     def evaluate(self, config: dict[str, float]) -> Evaluation:
-        weights = self._rule_weights(config["keep"])
-        return self._train_weighted(weights, self.n / float(weights.sum()))
+        return self._train_weighted(self._rule_weights(config["keep"]), self.n / self.radius)
 
     def finalize_config(self, config: dict[str, float]) -> dict:
         return self._final_metrics(self._rule_weights(config["keep"]), self.evaluate(config))
@@ -261,7 +261,7 @@ class HyperCleaning(Task):
         return out
 
     def finalize_schedule(self, hp_at) -> dict:
-        """An online run's answer here is its last λ: the cleaning it ends with."""
+        """An online run's answer here is the λ of its last step: the cleaning it ends with."""
         return self.finalize(hp_at(self.steps))
 
     def _clean_mask(self) -> torch.Tensor:

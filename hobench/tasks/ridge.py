@@ -171,7 +171,7 @@ class Ridge(Task):
         return GradientProblem(
             dynamics=self.dynamics,
             params0=lambda: w0.clone(),
-            hp0={"log_l2": self._l2_from_config(self.default_config()).log()},
+            hp0={"log_l2": self._start_l2(start).log()},
             steps=self.steps,
             batch_at=lambda t: None,
             outer=self._outer,
@@ -181,6 +181,13 @@ class Ridge(Task):
             ranges={"log_l2": math.log(self.l2_high / self.l2_low)},
             online_hyper_lr=self.online_hyper_lr,
         )
+
+    def _start_l2(self, start: str) -> torch.Tensor:
+        """The defaults (λ = 1), or for the null teacher no regularisation: λ at its floor."""
+        if start not in ("default", "rtho", "null"):
+            raise ValueError(f"start must be default, rtho or null, got {start!r}")
+        l2 = self._l2_from_config(self.default_config())
+        return torch.full_like(l2, self.l2_low) if start == "null" else l2
 
     def finalize(self, hp: dict[str, torch.Tensor]) -> dict:
         ev = self._metrics(self._train(hp["log_l2"].exp()))
