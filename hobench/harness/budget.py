@@ -148,6 +148,3 @@ class Budget:
 
     def unit_median_s(self) -> float | None:
         return statistics.median(self.unit_seconds) if self.unit_seconds else None
-
-    def as_dict(self) -> dict:
-        return {name: getattr(self, name) for name in LIMITS}

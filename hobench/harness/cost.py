@@ -170,6 +170,3 @@ class CostModel:
     def rtho_chunk(self, delta: int, outer: Callable, key: str) -> int:
         """Δ online steps carrying Z, then one hypergradient on the validation loss `outer`."""
         return delta * self.forward_step() + self.forward_outer(outer, key)
-
-    def in_plain_runs(self, flops: int) -> float:
-        return flops / self.plain_run
