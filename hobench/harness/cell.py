@@ -16,7 +16,12 @@ import numpy as np
 import torch
 
 from hobench.harness.budget import LIMITS, Budget
-from hobench.harness.measure import peak_rss_mb, resolve_device, synchronize
+from hobench.harness.measure import (
+    peak_rss_mb,
+    resolve_device,
+    start_memory_window,
+    synchronize,
+)
 from hobench.harness.recorder import Recorder, summarise
 from hobench.harness.suite import Cell
 from hobench.registry import STRATEGIES, TASKS
@@ -91,9 +96,12 @@ def run_cell(
     status, error, final = "ok", None, {}
     setup_s, wall_s, device = 0.0, 0.0, cell.device
     run_start: float | None = None
+    baseline_mb = start_memory_window()  # the worker after its imports, before the task
     setup_start = time.perf_counter()
     try:
         device = resolve_device(cell.device)
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats(device)
         rng = seed_everything(cell.seed)
         task = TASKS.create(
             cell.task_kind, seed=cell.seed, device=device, data_dir=data_dir, **cell.task_params
@@ -113,6 +121,7 @@ def run_cell(
         status, error, final = "failed", error_line(exc), dict(recorder.final)
 
     cuda = device.startswith("cuda") and torch.cuda.is_available()
+    peak_mb = peak_rss_mb()
     resources = {
         "wall_s": wall_s,
         "overrun_s": budget.overrun,  # the search's, not the unbudgeted final protocol's
@@ -123,7 +132,9 @@ def run_cell(
         "units": budget.units,
         "unit_cost": budget.cost_used / budget.units if budget.units and budget.cost_used else None,
         "unit_s": budget.unit_median_s(),
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_mb,
+        "baseline_rss_mb": baseline_mb,
+        "added_rss_mb": None if baseline_mb is None else max(0.0, peak_mb - baseline_mb),
         "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
         "setup_s": setup_s,
     }
@@ -178,6 +189,8 @@ def crash_record(
         "unit_cost": None,
         "unit_s": None,
         "peak_rss_mb": None,
+        "baseline_rss_mb": None,
+        "added_rss_mb": None,
         "cuda_peak_mb": None,
         "setup_s": None,
     }

@@ -59,6 +59,34 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def current_rss_mb() -> float | None:
+    """Resident memory of this process now, in MB (Linux's VmRSS; None elsewhere)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def start_memory_window() -> float | None:
+    """Reset the peak-RSS mark to the current RSS and return that RSS in MB (the baseline).
+
+    A cell's worker has already imported torch and friends (300-500 MB, build-dependent); the
+    peak after this call minus the baseline is what the cell itself adds. Linux >= 4.0 resets
+    VmHWM on writing "5" to clear_refs; where that fails, None (no added-memory figure).
+    """
+    baseline = current_rss_mb()
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError:
+        return None
+    return baseline
+
+
 def _cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -39,6 +39,18 @@ def _exit_with_parent(runner_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="parent-watch").start()
 
 
+def _warm_up() -> None:
+    """Load what every cell loads lazily on first use (autograd, torch.func, the FLOP counter:
+    ~70 MB), so the memory baseline a cell is measured against includes it and a cell's
+    added memory is its own."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.ones(4, 4, requires_grad=True)
+    with FlopCounterMode(display=False):
+        (x @ x).tanh().sum().backward()
+    torch.func.jvp(torch.tanh, (x.detach(),), (x.detach(),))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -52,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if job.get("threads"):
         torch.set_num_threads(int(job["threads"]))
     load_registries()
+    _warm_up()
     record = run_cell(Cell.from_dict(job["cell"]), job["suite"], job["data_dir"], job["manifest"])
     out = Path(argv[0])
     tmp = out.with_suffix(".tmp")
