@@ -82,6 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         quiet=args.quiet,
         cell_filter=args.only,
+        retry_failed=args.retry_failed,
+        wait=not args.no_wait,
     )
     records = ResultsStore(results_dir).load()
     print(format_table(records))
@@ -226,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", help="where tasks find or download their data")
     run.add_argument("--results-dir", help="default: results/<suite name>")
     run.add_argument("--force", action="store_true", help="rerun cells that already finished")
+    run.add_argument(
+        "--retry-failed", action="store_true", help="rerun failed cells (ok ones are kept)"
+    )
+    run.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="refuse, instead of waiting, when another run writes to the results dir",
+    )
     run.add_argument("--quiet", "-q", action="store_true", help="print only failures and summary")
     run.add_argument("--only", metavar="SUBSTRING", help="run only cells whose key contains it")
     run.set_defaults(handler=cmd_run)
