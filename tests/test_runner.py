@@ -503,13 +503,13 @@ def test_retry_failed_reruns_the_failed_cells_only(tmp_path: Path) -> None:
     assert cell_counts(store.path) == {"q/toy-random/0": 1, "q/toy-raise/0": 1}
 
 
-def test_a_torn_last_line_is_ignored_reported_and_cut(tmp_path: Path, caplog) -> None:
+def test_a_torn_last_line_is_ignored_reported_and_cut(tmp_path: Path, capsys) -> None:
     record = run_cell(cell("toy-random"), "toys", None, MANIFEST)
     runs = tmp_path / "runs.jsonl"
     runs.write_text(dumps(record) + "\n" + dumps(record)[:40], encoding="utf-8")
     store = ResultsStore(tmp_path)
     assert [r["cell"] for r in store.load()] == ["q/toy-random/0"]
-    assert "runs.jsonl:2: ignored a torn last line" in caplog.text
+    assert "runs.jsonl:2: ignored a torn last line" in capsys.readouterr().err
     store.append({**record, "cell": "q/toy-random/1"})
     assert [r["cell"] for r in strict_lines(runs)] == ["q/toy-random/0", "q/toy-random/1"]
 

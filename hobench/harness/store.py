@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -29,7 +29,6 @@ RUNS_FILE = "runs.jsonl"
 # Keys every cell record has (docs/results-schema.md); a line without them is not ours.
 RECORD_KEYS = ("cell", "task", "strategy", "seed", "status")
 WAIT_POLL_S = 0.2
-log = logging.getLogger("hobench.store")
 
 
 class StoreError(ValueError):
@@ -64,12 +63,12 @@ class ResultsStore:
         lines = text.split("\n")
         torn = lines.pop()  # "" when the file ends with a newline, as every complete one does
         if torn.strip():
-            log.warning(
-                "hobench: warning: %s:%d: ignored a torn last line (%d bytes, a write cut short "
-                "by a crash); its cell counts as not run",
-                self.path,
-                len(lines) + 1,
-                len(torn.encode("utf-8")),
+            # On stderr, not in a log: whoever reads the results must see it.
+            print(
+                f"hobench: warning: {self.path}:{len(lines) + 1}: ignored a torn last line "
+                f"({len(torn.encode('utf-8'))} bytes, a write cut short by a crash); its cell "
+                "counts as not run",
+                file=sys.stderr,
             )
         return [
             self._parse(line, lineno) for lineno, line in enumerate(lines, start=1) if line.strip()
