@@ -200,6 +200,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    from hobench.harness.suite import MAX_SEED
+
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be in 0..{MAX_SEED}, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -255,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     refs = verbs.add_parser(
         "references", help="print the tasks' reference rows (Oracle, Baseline, Vanilla)"
     )
-    refs.add_argument("--seed", type=int, default=0)
+    refs.add_argument("--seed", type=_seed, default=0)
     refs.add_argument("--source", default="embedded", help="embedded (default) or full MNIST")
     refs.add_argument("--data-dir", default=None, help="cache directory for full MNIST")
     refs.set_defaults(handler=cmd_references)
