@@ -82,6 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         quiet=args.quiet,
         cell_filter=args.only,
+        retry_failed=args.retry_failed,
+        wait=not args.no_wait,
     )
     records = ResultsStore(results_dir).load()
     print(format_table(records))
@@ -198,6 +200,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    from hobench.harness.suite import MAX_SEED
+
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be in 0..{MAX_SEED}, got {value}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -226,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", help="where tasks find or download their data")
     run.add_argument("--results-dir", help="default: results/<suite name>")
     run.add_argument("--force", action="store_true", help="rerun cells that already finished")
+    run.add_argument(
+        "--retry-failed", action="store_true", help="rerun failed cells (ok ones are kept)"
+    )
+    run.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="refuse, instead of waiting, when another run writes to the results dir",
+    )
     run.add_argument("--quiet", "-q", action="store_true", help="print only failures and summary")
     run.add_argument("--only", metavar="SUBSTRING", help="run only cells whose key contains it")
     run.set_defaults(handler=cmd_run)
@@ -245,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     refs = verbs.add_parser(
         "references", help="print the tasks' reference rows (Oracle, Baseline, Vanilla)"
     )
-    refs.add_argument("--seed", type=int, default=0)
+    refs.add_argument("--seed", type=_seed, default=0)
     refs.add_argument("--source", default="embedded", help="embedded (default) or full MNIST")
     refs.add_argument("--data-dir", default=None, help="cache directory for full MNIST")
     refs.set_defaults(handler=cmd_references)

@@ -99,9 +99,40 @@ def test_show_missing_results(tmp_path: Path, capsys) -> None:
 
 
 def test_show_damaged_results(tmp_path: Path, capsys) -> None:
-    (tmp_path / "runs.jsonl").write_text('{"cell": "a"}\n{"cel')
-    assert main(["show", str(tmp_path)]) == 2
+    runs = results_dir(tmp_path, ("toy-random",)) / "runs.jsonl"
+    good = runs.read_text()
+    runs.write_text(good + '{"cel\n' + good)  # damaged inside the file, not a torn last line
+    assert main(["show", str(runs)]) == 2
     assert "StoreError: " in one_error_line(capsys)
+
+
+def test_show_refuses_a_record_without_task(tmp_path: Path, capsys) -> None:
+    (tmp_path / "runs.jsonl").write_text('{"cell": "a"}\n')  # used to show as "task None"
+    assert main(["show", str(tmp_path)]) == 2
+    assert "cell record 'a' lacks task, strategy, seed, status" in one_error_line(capsys)
+
+
+def test_show_ignores_a_torn_last_line_with_a_warning(tmp_path: Path, capsys) -> None:
+    runs = results_dir(tmp_path, ("toy-random",)) / "runs.jsonl"
+    runs.write_text(runs.read_text() + '{"cell": "q/toy-ra')  # a write cut short by a crash
+    assert main(["show", str(runs)]) == 0
+    captured = capsys.readouterr()
+    assert "toy-random" in captured.out
+    assert "runs.jsonl:2: ignored a torn last line" in captured.err
+
+
+def test_references_refuses_a_negative_seed(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["references", "--seed", "-1"])
+    assert info.value.code == 2
+    assert "argument --seed: must be in 0..4294967295, got -1" in capsys.readouterr().err
+
+
+def test_report_of_no_records_is_an_error(tmp_path: Path, capsys) -> None:
+    (tmp_path / "runs.jsonl").write_text("")
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no cell records; run a suite into it first" in one_error_line(capsys)
+    assert not (tmp_path / "report").exists()
 
 
 def test_bad_suite_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:

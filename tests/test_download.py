@@ -172,6 +172,22 @@ def test_server_down_says_where_to_put_the_files(tmp_path: Path, mirror: Mirror)
     assert leftovers(cache / "mnist") == []
 
 
+def test_tampered_cache_and_server_down_says_the_cached_file_is_bad(
+    tmp_path: Path, mirror: Mirror
+) -> None:
+    victim = tmp_path / "cache" / "mnist" / "train-images-idx3-ubyte.gz"
+    victim.parent.mkdir(parents=True)
+    victim.write_bytes(b"tampered")
+    with pytest.raises(DataError) as error:
+        load_mnist(
+            "full", data_dir=tmp_path / "cache", base_url=closed_port_url(), checksums=mirror[1]
+        )
+    message = str(error.value)
+    bad = hashlib.sha256(b"tampered").hexdigest()
+    assert f"the cached file fails its checksum (sha256 {bad}) and the download failed" in message
+    assert f"delete {victim}, download it yourself and put it there" in message
+
+
 def test_fetch_uses_a_valid_cache_without_network(tmp_path: Path) -> None:
     dest = tmp_path / "file.bin"
     dest.write_bytes(b"hello")

@@ -156,6 +156,15 @@ def test_malformed_json_line_names_file_and_line(tmp_path: Path) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_a_torn_last_line_is_ignored_with_a_warning(tmp_path: Path, capsys) -> None:
+    write_fixture(tmp_path)
+    runs = tmp_path / "runs.jsonl"
+    whole = len(load_runs(tmp_path))
+    runs.write_text(runs.read_text() + '{"schema": 1, "cell": "x/y')  # a crash mid-append
+    assert len(load_runs(tmp_path)) == whole
+    assert "runs.jsonl:" in capsys.readouterr().err
+
+
 def test_record_missing_keys_or_wrong_schema_is_an_error(tmp_path: Path) -> None:
     records = make_records()
     del records[1]["cell"]
@@ -463,10 +472,12 @@ def test_lambda_plot_skipped_without_weights(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "figures" / "memory.png").exists()
 
 
-def test_write_report_with_no_cells(tmp_path: Path) -> None:
+def test_write_report_with_no_cells_is_an_error(tmp_path: Path) -> None:
+    # A "0 cells" report would pass for a result (issue 14): refused, nothing written.
     (tmp_path / "runs.jsonl").write_text("")
-    index = write_report(tmp_path)
-    assert "0 cells: 0 ok, 0 failed." in (index.parent / "REPORT.md").read_text()
+    with pytest.raises(ReportError, match="no cell records"):
+        write_report(tmp_path)
+    assert not (tmp_path / "report").exists()
 
 
 def test_seed_offsets_average_to_zero() -> None:

@@ -20,7 +20,7 @@ import torch
 from hobench.harness.cell import error_line, jsonable, run_cell
 from hobench.harness.measure import DeviceError, peak_rss_mb
 from hobench.harness.runner import _gpu_slots, _Pool, run_suite
-from hobench.harness.store import ResultsStore, StoreError
+from hobench.harness.store import ResultsStore, StoreError, dumps
 from hobench.harness.suite import Cell, PluginError, load_registries, load_suite
 from tests import harness_toys
 
@@ -214,8 +214,11 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path) -> Non
     process.wait(timeout=30)
     wait_for(lambda: group_gone(process.pid), timeout=10)  # the worker noticed and exited
     assert len(strict_lines(runs)) == 1
+    assert (runs.parent / ".work").is_dir()  # the killed runner's scratch folder...
     resumed = run_suite(suite, runs.parent, jobs=2, quiet=True)
     assert resumed.skipped == 1 and resumed.ran == 1
+    assert not (runs.parent / ".work").exists()  # ...is removed by the next run
+    assert not list(tmp_path.glob("hobench-*"))  # and nothing was left in TMPDIR
 
     assert by_cell(strict_lines(runs)) == by_cell(strict_lines(tmp_path / "reference/runs.jsonl"))
 
@@ -305,50 +308,68 @@ def test_gpu_pinning(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 # --- the store ---------------------------------------------------------------------------------
 
+
+def minimal(key: str, **extra: Any) -> dict[str, Any]:
+    """The smallest record the store accepts (docs/results-schema.md has the whole)."""
+    return {"cell": key, "task": "q", "strategy": "s", "seed": 0, "status": "ok", **extra}
+
+
 WRITER = """
 import sys
 from hobench.harness.store import ResultsStore
 store, i = ResultsStore(sys.argv[1]), 0
 while True:
-    store.append({"cell": f"c{i}", "blob": "x" * 50000})
+    store.append({"cell": f"c{i}", "task": "q", "strategy": "s", "seed": 0, "status": "ok",
+                  "blob": "x" * 50000})
     i += 1
 """
 
 
-def test_store_is_never_left_with_a_partial_line(tmp_path: Path) -> None:
+def test_a_killed_writer_never_costs_a_complete_line(tmp_path: Path) -> None:
     runs = tmp_path / "runs.jsonl"
     rng = np.random.default_rng(0)
+    kept = 0
     for _ in range(5):
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(runs)])
         wait_for(lambda: runs.exists())
         time.sleep(float(rng.uniform(0.05, 0.3)))
         writer.kill()  # SIGKILL at an arbitrary moment of a write
         writer.wait()
-        records = strict_lines(runs)
-        assert records and all(len(r["blob"]) == 50000 for r in records)
+        records = ResultsStore(runs).load()  # a torn last line, if any, is left out
+        assert len(records) >= kept and all(len(r["blob"]) == 50000 for r in records)
+        kept = len(records)
+    ResultsStore(runs).append(minimal("last"))  # the next writer cuts a torn line off first
+    assert [r["cell"] for r in strict_lines(runs)][-1] == "last"
+    assert len(strict_lines(runs)) == kept + 1
 
 
 def test_store_append_load_remove(tmp_path: Path) -> None:
     store = ResultsStore(tmp_path / "deep" / "dir")
     assert store.load() == [] and store.done_keys() == set()
     for key in ("a", "b", "c"):
-        store.append({"cell": key, "value": 1.0})
+        store.append(minimal(key, value=1.0))
     assert store.done_keys() == {"a", "b", "c"}
     assert store.remove(["b", "zzz"]) == 1
     assert [r["cell"] for r in store.load()] == ["a", "c"]
     assert (store.path.stat().st_mode & 0o777) == 0o644
-    assert sorted(p.name for p in store.path.parent.iterdir()) == ["runs.jsonl"]  # no temp files
+    names = sorted(p.name for p in store.path.parent.iterdir())
+    assert names == [".runs.jsonl.lock", "runs.jsonl"]  # no temp files
     with pytest.raises(ValueError):
-        store.append({"cell": "d", "value": math.nan})  # strict JSON is enforced
+        store.append(minimal("d", value=math.nan))  # strict JSON is enforced
 
 
 @pytest.mark.parametrize(
     ("tail", "problem"),
-    [('{"cell": "b", "val', "damaged record"), ("[1, 2]", "not a hobench cell record")],
+    [
+        ('{"cell": "b", "val', "damaged record"),
+        ("[1, 2]", "not a hobench cell record"),
+        ('{"cell": "b"}', "cell record 'b' lacks task, strategy, seed, status"),
+    ],
 )
 def test_store_reports_a_foreign_damaged_line(tmp_path: Path, tail: str, problem: str) -> None:
     runs = tmp_path / "runs.jsonl"
-    runs.write_text('{"cell": "a"}\n' + tail, encoding="utf-8")
+    good = json.dumps(minimal("a"))
+    runs.write_text(f"{good}\n{tail}\n{good}\n", encoding="utf-8")  # not a torn last line
     with pytest.raises(StoreError, match=f"runs.jsonl:2: {problem}") as info:
         ResultsStore(tmp_path).load()
     assert "\n" not in str(info.value)
@@ -370,7 +391,7 @@ def ridge_suite(tmp_path: Path, task: str, strategy_kind: str, budget: str = "co
 @pytest.mark.parametrize(
     "task, strategy_kind, message",
     [
-        ("groups = 0", "tpe", "cell ridge/tpe: ridge needs groups >= 1"),
+        ("groups = 0", "tpe", r"tasks\[0\].groups: 0 is out of range"),
         ("", "early-stopping", "check_every=10 exceeds"),
     ],
 )
@@ -417,3 +438,106 @@ def test_resuming_with_other_threads_is_refused(tmp_path):
     path.write_text("threads = 2\n" + path.read_text(), encoding="utf-8")
     with pytest.raises(StoreError, match="different threads"):
         run_suite(load_suite(path), results, quiet=True)
+
+
+# --- one writer at a time (issue 14) ------------------------------------------------------------
+
+
+def cell_counts(runs: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for record in strict_lines(runs):
+        counts[record["cell"]] = counts.get(record["cell"], 0) + 1
+    return counts
+
+
+def test_concurrent_runs_record_every_cell_exactly_once(tmp_path: Path) -> None:
+    """Three real `hobench run`s on one results directory, started together: two with disjoint
+    --only and one with every cell, so runs overlap both in cells and not at all."""
+    path = write_suite(tmp_path, strategy("toy-random", sleep=0.1), seeds="[0, 1]")
+    results = tmp_path / "results"
+    runs = [["--only", "/0"], ["--only", "/1"], []]
+    processes = [hobench_process(path, results, "--quiet", *extra) for extra in runs]
+    outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in processes]
+    assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
+    assert cell_counts(results / "runs.jsonl") == {"q/toy-random/0": 1, "q/toy-random/1": 1}
+    assert sorted(p.name for p in results.iterdir()) == [".runs.jsonl.lock", "runs.jsonl"]
+
+
+def test_a_run_asked_not_to_wait_refuses_in_one_line(tmp_path: Path) -> None:
+    suite = load_suite(write_suite(tmp_path, strategy("toy-random")))
+    store = ResultsStore(tmp_path / "results")
+    refused = f"another run is writing here \\(pid {os.getpid()}"
+    with store.locked(), pytest.raises(StoreError, match=refused):  # as another run holds it
+        run_suite(suite, store.path.parent, quiet=True, wait=False)
+    assert not store.path.exists()
+
+
+@pytest.mark.parametrize("how", ["file-in-the-way", "read-only"])
+def test_an_unwritable_results_dir_is_refused_before_any_cell(tmp_path: Path, how: str) -> None:
+    suite = load_suite(write_suite(tmp_path, strategy("toy-random")))
+    if how == "file-in-the-way":
+        (tmp_path / "blocker").write_text("")
+        results = tmp_path / "blocker" / "results"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only directories")
+        results = tmp_path / "results"
+        results.mkdir(mode=0o555)
+    started = time.perf_counter()
+    with pytest.raises(StoreError, match="results directory is not writable.*--results-dir"):
+        run_suite(suite, results, quiet=True)
+    assert time.perf_counter() - started < 5  # refused up front, not after a cell
+
+
+def test_retry_failed_reruns_the_failed_cells_only(tmp_path: Path) -> None:
+    suite = load_suite(write_suite(tmp_path, strategy("toy-random") + strategy("toy-raise")))
+    store = ResultsStore(tmp_path / "results")
+    for suite_cell in suite.cells():  # a finished run, recorded in-process to save time
+        store.append(run_cell(suite_cell, "toys", None, {"threads": 1}))
+    ok_line, failed_line = store.path.read_text().splitlines()
+    assert run_suite(suite, store.path.parent, quiet=True).ran == 0  # a resume keeps failures
+    retried = run_suite(suite, store.path.parent, quiet=True, retry_failed=True)
+    assert (retried.ok, retried.failed, retried.skipped) == ([], ["q/toy-raise/0"], 1)
+    lines = store.path.read_text().splitlines()
+    assert lines[0] == ok_line and lines[1] != failed_line  # only the failed cell was rerun
+    assert cell_counts(store.path) == {"q/toy-random/0": 1, "q/toy-raise/0": 1}
+
+
+def test_a_torn_last_line_is_ignored_reported_and_cut(tmp_path: Path, capsys) -> None:
+    record = run_cell(cell("toy-random"), "toys", None, MANIFEST)
+    runs = tmp_path / "runs.jsonl"
+    runs.write_text(dumps(record) + "\n" + dumps(record)[:40], encoding="utf-8")
+    store = ResultsStore(tmp_path)
+    assert [r["cell"] for r in store.load()] == ["q/toy-random/0"]
+    assert "runs.jsonl:2: ignored a torn last line" in capsys.readouterr().err
+    store.append({**record, "cell": "q/toy-random/1"})
+    assert [r["cell"] for r in strict_lines(runs)] == ["q/toy-random/0", "q/toy-random/1"]
+
+
+def test_a_budget_below_one_evaluation_is_refused_before_any_cell(tmp_path: Path) -> None:
+    from hobench.harness.budget import BudgetError
+
+    path = tmp_path / "small.toml"
+    path.write_text(
+        'seeds = [0]\n[budget]\nsteps = 400\n[[tasks]]\nkind = "ridge"\nsteps = 20\n'
+        '[[strategies]]\nkind = "tpe"\n[strategies.budget]\nsteps = 5\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(BudgetError, match="cell ridge/tpe: step budget 5 is below one"):
+        run_suite(load_suite(path), tmp_path / "results", quiet=True)
+    assert not (tmp_path / "results" / "runs.jsonl").exists()
+
+
+def test_data_that_cannot_be_loaded_is_one_error_before_any_cell(tmp_path, monkeypatch):
+    from hobench.data import DataError
+
+    monkeypatch.setenv("HOBENCH_MNIST_URL", "http://127.0.0.1:9/")  # discard port: refused
+    path = tmp_path / "full.toml"
+    path.write_text(
+        'seeds = [0, 1]\n[budget]\ncost = 5\n[[tasks]]\nkind = "hypercleaning"\n'
+        'source = "full"\n[[strategies]]\nkind = "tpe"\n[[strategies]]\nkind = "default"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(DataError, match="download failed"):
+        run_suite(load_suite(path), tmp_path / "results", data_dir=str(tmp_path), quiet=True)
+    assert not (tmp_path / "results" / "runs.jsonl").exists()

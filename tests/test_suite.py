@@ -87,6 +87,79 @@ MALFORMED = {
     "exclude-everything": ('exclude = ["toy-quad/toy-random"]\n' + VALID, "exclude: excludes", ""),
     "description-not-string": ("description = 1\n" + VALID, "description: expected a string", ""),
 }
+# Values of the right type outside their domain (issue 14, points 2 and 3): each is one line
+# before any cell, where it used to loop forever or fail in every cell. The built-in tasks and
+# strategies declare the domains; the suites use cheap settings but nothing is built here.
+RIDGE = '[[tasks]]\nkind = "ridge"\n'
+HC = '[[tasks]]\nkind = "hypercleaning"\nn_train = 100\nn_corrupt = 50\nradius = 50\n'
+AUX = '[[tasks]]\nkind = "auxtarget"\n'
+
+
+def kind(name: str, extra: str = "") -> str:
+    return f'[[strategies]]\nkind = "{name}"\n{extra}'
+
+
+DOMAIN_CASES = {
+    # point 2: accepted values that looped forever under a steps budget
+    "rtho-delta-zero": (
+        RIDGE,
+        kind("rtho", "delta = 0\n"),
+        "strategies[0].delta: 0 is out",
+        ">= 1",
+    ),
+    "rtho-delta-negative": (RIDGE, kind("rtho", "delta = -2\n"), "strategies[0].delta:", ">= 1"),
+    "ridge-steps-zero-tpe": (RIDGE + "steps = 0\n", kind("tpe"), "tasks[0].steps: 0 is", ">= 1"),
+    "ridge-steps-zero-reverse": (RIDGE + "steps = 0\n", kind("reverse-hg"), "tasks[0].steps", ""),
+    # point 3: failed once per cell, after work
+    "n-corrupt-above-n-train": (
+        HC.replace("n_corrupt = 50", "n_corrupt = 101"),
+        kind("tpe"),
+        "tasks[0].n_corrupt: 101 > n_train = 100",
+        "0..n_train",
+    ),
+    "radius-zero": (HC.replace("radius = 50", "radius = 0"), kind("tpe"), "tasks[0].radius", "> 0"),
+    "radius-above-n-train": (
+        HC.replace("radius = 50", "radius = 101"),
+        kind("tpe"),
+        "tasks[0].radius: 101.0 > n_train",
+        "radius <= n_train",
+    ),
+    "negative-size": (HC + "n_test = -1\n", kind("tpe"), "tasks[0].n_test: -1 is out", ">= 1"),
+    "sizes-above-embedded-data": (
+        AUX + "n_train = 4500\n",
+        kind("tpe"),
+        "tasks[0].n_train: n_train + n_val + n_test = 6500 but source 'embedded' has 5000",
+        'source = "full"',
+    ),
+    "source-bogus": (HC + 'source = "bogus"\n', kind("tpe"), "tasks[0].source: unknown", "full"),
+    "dtype-float8": (RIDGE + 'dtype = "float8"\n', kind("tpe"), "tasks[0].dtype:", "float64"),
+    "groups-zero": (RIDGE + "groups = 0\n", kind("tpe"), "tasks[0].groups: 0 is out", ">= 1"),
+    "l2-low-zero": (RIDGE + "l2_low = 0\n", kind("tpe"), "tasks[0].l2_low: 0.0 is out", "> 0"),
+    "l2-range-empty": (RIDGE + "l2_low = 5\nl2_high = 1\n", kind("tpe"), "tasks[0].l2_high", ""),
+    "n-train-below-features": (RIDGE + "n_train = 10\n", kind("tpe"), "tasks[0].n_train", ">="),
+    "cmaes-not-installed": (RIDGE, kind("cmaes"), "strategies[0].kind: the cmaes strategy", "pip"),
+    "hyper-lr-negative": (RIDGE, kind("reverse-hg", "hyper_lr = -1\n"), "hyper_lr: -1.0", ">= 0"),
+    "points-per-dim-negative": (RIDGE, kind("grid", "points_per_dim = -1\n"), "points_per_dim", ""),
+    "record-every-zero": (RIDGE, kind("rtho", "record_every = 0\n"), "record_every: 0", ">= 1"),
+    "hg-steps-negative": (RIDGE, kind("forward-hg", "steps = -5\n"), "strategies[0].steps", ">="),
+    "truncate-negative": (RIDGE, kind("reverse-hg", "truncate = -3\n"), "truncate: -3", ">= 0"),
+    "check-every-zero": (RIDGE, kind("early-stopping", "check_every = 0\n"), "check_every", ""),
+    "task-steps-zero": (AUX + "steps = 0\n", kind("default"), "tasks[0].steps: 0 is", ">= 1"),
+    "start-bogus": (RIDGE, kind("reverse-hg", 'start = "bogus"\n'), "start: unknown", "'null'"),
+    "startup-negative": (RIDGE, kind("tpe", "n_startup_trials = -1\n"), "n_startup_trials", ""),
+    "width-zero": (AUX + "width = 0\n", kind("tpe"), "tasks[0].width: 0 is out", ">= 1"),
+    "final-steps-small": (HC + "final_steps = 5\n", kind("tpe"), "tasks[0].final_steps", ">= 10"),
+}
+for _case, (_task, _strategy, _key, _hint) in DOMAIN_CASES.items():
+    MALFORMED[_case] = (HEAD + _task + _strategy, _key, _hint)
+MALFORMED["seed-above-2**32"] = (
+    VALID.replace("[0, 1]", "[0, 4294967296]"),
+    "seeds[1]: seed 4294967296 is above 4294967295",
+    "integers",
+)
+MALFORMED["id-with-newline"] = (HEAD + TASK + 'id = "a\\nb"\n' + STRATEGY, "tasks[0].id: bad", "")
+MALFORMED["id-with-space"] = (HEAD + TASK + 'id = "a b"\n' + STRATEGY, "tasks[0].id: bad", "")
+
 MALFORMED["unknown-task-param"] = (
     HEAD + TASK + "radius = 3\n" + STRATEGY,
     "tasks[0].radius: unknown parameter of task 'toy-quad'",

@@ -33,8 +33,12 @@ def fetch(url: str, dest: Path, sha256: str, timeout: float = 30) -> Path:
             says where to place the file by hand.
     """
     dest = Path(dest)
-    if dest.is_file() and sha256_of(dest) == sha256:
+    cached = sha256_of(dest) if dest.is_file() else None
+    if cached == sha256:
         return dest
+    # Said in the error if the download fails too: placing a file at dest is then not the whole
+    # fix, the file already there is the wrong one.
+    bad_cache = None if cached is None else f"the cached file fails its checksum (sha256 {cached})"
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
@@ -45,7 +49,9 @@ def fetch(url: str, dest: Path, sha256: str, timeout: float = 30) -> Path:
         # response is an HTTPException; a malformed URL is a ValueError.
         except (OSError, http.client.HTTPException, ValueError) as exc:
             problem = f"download failed ({one_line(exc)})"
-            raise _fetch_error(url, dest, sha256, problem) from exc
+            if bad_cache:
+                problem = f"{bad_cache} and the {problem}"
+            raise _fetch_error(url, dest, sha256, problem, replace=bad_cache is not None) from exc
         if digest != sha256:
             problem = f"checksum mismatch (downloaded sha256 {digest})"
             raise _fetch_error(url, dest, sha256, problem)
@@ -72,9 +78,15 @@ def _download(url: str, fd: int, timeout: float) -> str:
     return hasher.hexdigest()
 
 
-def _fetch_error(url: str, dest: Path, sha256: str, problem: str) -> DataError:
+def _fetch_error(
+    url: str, dest: Path, sha256: str, problem: str, replace: bool = False
+) -> DataError:
     """The one-line error for a failed fetch: the file, the problem and the manual fix."""
+    place = (
+        f"delete {dest}, download it yourself and put it there"
+        if replace
+        else (f"download it yourself and place it at {dest}")
+    )
     return DataError(
-        f"{dest.name}: {problem} from {url}; to fix, download it yourself and place it at "
-        f"{dest} (expected sha256 {sha256})"
+        f"{dest.name}: {problem} from {url}; to fix, {place} (expected sha256 {sha256})"
     )

@@ -1,19 +1,23 @@
 """Run a suite: each unfinished cell in a fresh worker process, records appended as they finish.
 
 Resuming is the default: cells already in the results file are skipped, so a killed or
-interrupted run continues where it stopped. The parent is the only writer of the results file.
+interrupted run continues where it stopped (`--retry-failed` also reruns the failed ones). The
+parent is the only writer of the results file and holds its lock for the whole run: a second
+run on the same directory waits, then finds the first one's cells done.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,6 +36,7 @@ from hobench.harness.suite import Cell, Suite
 POLL_S = 0.05
 STOP_GRACE_S = 3.0
 LOG_TAIL_LINES = 30
+WORKDIR = ".work"  # scratch folder of the workers, inside the results directory
 
 
 @dataclass
@@ -274,23 +279,58 @@ def run_suite(
     device: str | None = None,
     quiet: bool = False,
     cell_filter: str | None = None,
+    retry_failed: bool = False,
+    wait: bool = True,
 ) -> RunSummary:
     """Run the suite's unfinished cells (`cell_filter`: substring of the cell key) into
-    `results_dir/runs.jsonl`; `force` reruns finished ones. Ctrl-C stops cleanly."""
+    `results_dir/runs.jsonl`; `force` reruns finished ones, `retry_failed` the failed ones.
+    Another run on the same directory is waited for (`wait=False`: refused). Ctrl-C stops
+    cleanly."""
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     started = time.perf_counter()
     resolved = resolve_device(device or suite.device)  # fail before anything runs
     cells = [c for c in suite.cells(device) if not cell_filter or cell_filter in c.key]
     store = ResultsStore(results_dir)
-    records = store.load()
-    if not force:  # forced cells are rerun whatever they were run with
-        _check_not_stale(cells, records, store.path)
-    done = set() if force else {record["cell"] for record in records}
-    todo = [cell for cell in cells if cell.key not in done]
-    check_budgets(todo, data_dir)  # before anything is removed or run
+    # The writer's lock for the whole run: no other run records a cell here meanwhile.
+    with store.locked(wait, on_wait=lambda line: print(line, file=sys.stderr, flush=True)):
+        return _run_locked(
+            suite, cells, store, jobs, force, retry_failed, data_dir, resolved, quiet, started
+        )
+
+
+def _cells_to_rerun(
+    cells: list[Cell], records: list[dict[str, Any]], force: bool, retry_failed: bool
+) -> set[str]:
+    """Keys of finished cells to run again: all with --force, the failed with --retry-failed."""
     if force:
-        store.remove(cell.key for cell in cells)
+        return {cell.key for cell in cells}
+    if retry_failed:
+        failed = {record["cell"] for record in records if record.get("status") != "ok"}
+        return {cell.key for cell in cells if cell.key in failed}
+    return set()
+
+
+def _run_locked(
+    suite: Suite,
+    cells: list[Cell],
+    store: ResultsStore,
+    jobs: int,
+    force: bool,
+    retry_failed: bool,
+    data_dir: str | None,
+    resolved: str,
+    quiet: bool,
+    started: float,
+) -> RunSummary:
+    records = store.load()
+    rerun = _cells_to_rerun(cells, records, force, retry_failed)
+    # Cells that will be rerun may have been run with anything; the kept ones must match.
+    _check_not_stale([c for c in cells if c.key not in rerun], records, store.path)
+    done = {record["cell"] for record in records} - rerun
+    todo = [cell for cell in cells if cell.key not in done]
+    check_budgets(todo, data_dir)  # before anything is removed or run; loads the data once
+    store.remove(rerun)
     summary = RunSummary(suite.name, store.path, len(cells), len(cells) - len(todo))
     progress = Progress(len(todo), quiet)
     progress.say(
@@ -314,10 +354,8 @@ def run_suite(
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread:
         previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    with tempfile.TemporaryDirectory(prefix="hobench-") as workdir:
-        pool = _Pool(
-            suite.name, manifest, data_dir, threads, _gpu_slots(resolved, jobs), Path(workdir)
-        )
+    with _workdir(store) as workdir:
+        pool = _Pool(suite.name, manifest, data_dir, threads, _gpu_slots(resolved, jobs), workdir)
         try:
             _drive(pool, todo, jobs, store, progress, summary)
         except KeyboardInterrupt:
@@ -334,6 +372,19 @@ def run_suite(
                     signal.signal(signal.SIGTERM, previous_term)
     summary.wall_s = time.perf_counter() - started
     return summary
+
+
+@contextlib.contextmanager
+def _workdir(store: ResultsStore) -> Iterator[Path]:
+    """The workers' scratch folder, `.work/` beside the results file. Only the lock's holder
+    uses it, so one left by a killed run is stale and is removed here, not left in /tmp."""
+    workdir = store.path.parent / WORKDIR
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir()
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _drive(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hobench.domains import ParamError, check
 from hobench.registry import STRATEGIES, TASKS, Registry
 
 TOP_LEVEL_KEYS = (
@@ -39,6 +40,7 @@ HARNESS_TASK_KEYS = {
 PLUGINS_ENV = "HOBENCH_PLUGINS"
 DEVICE_PATTERN = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+MAX_SEED = 2**32 - 1  # numpy's global seed takes no more
 
 
 class SuiteError(ValueError):
@@ -267,6 +269,8 @@ class _Validator:
                 raise self.fail(f"seeds[{i}]", f"expected an integer, got {_type_name(seed)}", fix)
             if seed < 0:
                 raise self.fail(f"seeds[{i}]", f"negative seed {seed}", fix)
+            if seed > MAX_SEED:
+                raise self.fail(f"seeds[{i}]", f"seed {seed} is above {MAX_SEED}", fix)
             if seed in value[:i]:
                 raise self.fail(f"seeds[{i}]", f"duplicate seed {seed}", fix)
         return tuple(value)
@@ -360,8 +364,11 @@ class _Validator:
         if kind not in registry.names():
             raise self.fail(f"{where}.kind", f"unknown {registry.kind} {kind!r}", f"known: {known}")
         entry_id = self.string(table, "id", kind, f"{where}.")
-        if not entry_id or "/" in entry_id:
-            raise self.fail(f"{where}.id", f"bad id {entry_id!r}", "use a non-empty id without '/'")
+        # An id is part of cell keys, file lines and table rows: no '/', spaces or control codes.
+        if not entry_id or "/" in entry_id or not entry_id.isprintable() or " " in entry_id:
+            raise self.fail(
+                f"{where}.id", f"bad id {entry_id!r}", "use a non-empty id without '/' or spaces"
+            )
         params = {k: v for k, v in table.items() if k not in ("id", "kind", "budget")}
         budget = None
         if "budget" in table:
@@ -372,7 +379,12 @@ class _Validator:
                     "set [budget] at the top level or in a [[strategies]] entry",
                 )
             budget = self.budget(table["budget"], f"{where}.budget")
-        return Entry(entry_id, kind, self.params(params, where, registry, kind, is_task), budget)
+        params = self.params(params, where, registry, kind, is_task)
+        try:
+            check(registry.get(kind), params)
+        except ParamError as exc:
+            raise self.fail(f"{where}.{exc.name}", exc.problem, exc.fix) from None
+        return Entry(entry_id, kind, params, budget)
 
     def params(
         self, params: dict[str, Any], where: str, registry: Registry, kind: str, is_task: bool

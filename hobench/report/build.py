@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hobench.report.errors import ReportError
 from hobench.report.html import (
     Block,
     BulletList,
@@ -148,6 +149,8 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
     """
     source = runs_path(results_dir)
     records = read_records(source)
+    if not records:  # a "0 cells" report would pass for a result
+        raise ReportError(f"{source}: no cell records; run a suite into it first")
     runs, trajectories = runs_frame(records), trajectories_frame(records)
     out = Path(out_dir) if out_dir is not None else source.parent / REPORT_DIR
     tables = all_tables(runs)

@@ -7,6 +7,7 @@ not a warning, because a silently dropped cell would change the numbers a reader
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,12 @@ def read_records(source: str | Path) -> list[dict[str, Any]]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
+                if not line.endswith("\n"):  # a torn last line: a crash cut its write short
+                    print(
+                        f"hobench: warning: {path}:{lineno}: ignored a torn last line",
+                        file=sys.stderr,
+                    )
+                    break
                 raise ReportError(
                     f"{path}:{lineno}: malformed JSON ({exc.msg} at column {exc.colno})"
                 ) from None

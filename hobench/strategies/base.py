@@ -20,6 +20,12 @@ class Strategy:
     """Base class; subclasses take their suite parameters as keyword arguments."""
 
     name: str = "strategy"
+    # The domain of each suite parameter (hobench.domains), checked before any cell runs.
+    domains: dict = {}
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        """Checks that involve several parameters or the environment; raise ParamError."""
 
     def run(self, task: Task, budget: Budget, rng: np.random.Generator, recorder: Recorder) -> None:
         raise NotImplementedError

@@ -16,6 +16,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
+from hobench.domains import Interval, ParamError
 from hobench.harness.budget import Budget
 from hobench.harness.recorder import Recorder
 from hobench.registry import STRATEGIES
@@ -153,6 +154,8 @@ class RandomSearch(OptunaStrategy):
 
 @STRATEGIES.register("tpe")
 class TPE(OptunaStrategy):
+    domains = {"n_startup_trials": Interval(0, integer=True)}
+
     def __init__(self, n_startup_trials: int = 5, multivariate: bool = True) -> None:
         self.n_startup_trials, self.multivariate = n_startup_trials, multivariate
 
@@ -164,6 +167,8 @@ class TPE(OptunaStrategy):
 
 @STRATEGIES.register("gp")
 class GaussianProcess(OptunaStrategy):
+    domains = {"n_startup_trials": Interval(0, integer=True)}
+
     def __init__(self, n_startup_trials: int = 5) -> None:
         self.n_startup_trials = n_startup_trials
 
@@ -179,6 +184,15 @@ class QuasiMonteCarlo(OptunaStrategy):
 
 @STRATEGIES.register("cmaes")
 class CmaEs(OptunaStrategy):
+    @classmethod
+    def check_params(cls, params):
+        try:
+            import cmaes  # noqa: F401
+        except ImportError:
+            raise ParamError(
+                "kind", "the cmaes strategy needs the `cmaes` package", "pip install cmaes"
+            ) from None
+
     def make_sampler(self, space, budget, task, seed):
         try:
             import cmaes  # noqa: F401
@@ -197,6 +211,8 @@ class GridSearch(OptunaStrategy):
     (default 5) and the clock decides how much of it runs. The points are enqueued into the
     study: Optuna's GridSampler stops its study from inside `tell`, which only works under
     `optimize`."""
+
+    domains = {"points_per_dim": Interval(0, integer=True, meaning="0 sizes it by the budget")}
 
     def __init__(self, points_per_dim: int = 0) -> None:
         self.points_per_dim = points_per_dim

@@ -19,6 +19,7 @@ import math
 import numpy as np
 import torch
 
+from hobench.domains import Choice, Interval
 from hobench.harness.budget import Budget
 from hobench.harness.recorder import Recorder, summarise
 from hobench.hypergrad import ForwardState, forward, reverse
@@ -60,8 +61,18 @@ class HyperOptimizer:
         return {k: v.detach().clone() for k, v in self.hp.items()}
 
 
+# The starts every task's gradient problem knows (Task.gradient_problem).
+STARTS = ("default", "rtho", "null")
+
+
 class HypergradientDescent(Strategy):
     mode = "reverse"
+    domains = {
+        "hyper_lr": Interval(0, meaning="0 takes the task's value"),
+        "steps": Interval(0, integer=True, meaning="0 takes the task's T"),
+        "truncate": Interval(0, integer=True, meaning="0 differentiates every step"),
+        "start": Choice(STARTS),
+    }
 
     def __init__(
         self,
@@ -158,6 +169,11 @@ class RTHO(Strategy):
     """
 
     start = "rtho"
+    domains = {
+        "delta": Interval(1, integer=True),
+        "hyper_lr": Interval(0, meaning="0 takes the task's value"),
+        "record_every": Interval(1, integer=True),
+    }
 
     def __init__(self, delta: int = 10, hyper_lr: float = 0.0, record_every: int = 5) -> None:
         self.delta, self.hyper_lr, self.record_every = delta, hyper_lr, record_every

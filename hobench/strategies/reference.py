@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from hobench.domains import Interval
 from hobench.harness.budget import Budget
 from hobench.harness.recorder import Recorder
 from hobench.registry import STRATEGIES
@@ -22,6 +23,8 @@ from hobench.tasks.base import Task
 @STRATEGIES.register("early-stopping")
 class EarlyStopping(Strategy):
     """Vanilla (the task's defaults) trained T steps, the best validation checkpoint returned."""
+
+    domains = {"check_every": Interval(1, integer=True)}
 
     def __init__(self, check_every: int = 10) -> None:
         if check_every < 1:

@@ -27,7 +27,16 @@ from hobench.data import load_mnist, split_indices, to_tensors
 from hobench.hypergrad import momentum, reparametrized, unroll
 from hobench.registry import TASKS
 from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task
-from hobench.tasks.common import classification_metrics, generator, resolve_dtype
+from hobench.tasks.common import (
+    COUNT,
+    DTYPE,
+    POSITIVE,
+    SOURCE,
+    check_split_fits,
+    classification_metrics,
+    generator,
+    resolve_dtype,
+)
 
 CLASSES = 10
 LR_RANGE = (1e-3, 1.0)
@@ -50,6 +59,19 @@ def downsampled(X: torch.Tensor) -> torch.Tensor:
 
 @TASKS.register("auxtarget")
 class AuxTarget(Task):
+    domains = {
+        "source": SOURCE,
+        **dict.fromkeys(("n_train", "n_val", "n_test", "depth", "width"), COUNT),
+        **dict.fromkeys(("batch_size", "steps", "val_batch_size"), COUNT),
+        "hyper_lr": POSITIVE,
+        "online_hyper_lr": POSITIVE,
+        "dtype": DTYPE,
+    }
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        check_split_fits(params, ("n_train", "n_val", "n_test"))
+
     def __init__(
         self,
         *,

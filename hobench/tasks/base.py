@@ -90,6 +90,13 @@ class Task:
     """Base class of tasks; subclasses fill in the methods below."""
 
     name: str = "task"
+    # The domain of each suite parameter (hobench.domains), checked before any cell runs.
+    domains: dict = {}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """Checks that involve several parameters; raise hobench.domains.ParamError."""
+
     # Whether the final protocol is plain training of T steps at the answer (it is not for
     # hyper-cleaning, which retrains on a cleaned set): reference rows of plain training need it.
     final_protocol_is_plain_training: bool = True

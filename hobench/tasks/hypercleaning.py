@@ -39,11 +39,20 @@ import torch
 import torch.nn.functional as F
 
 from hobench.data import corrupt_labels, load_mnist, split_indices, to_tensors
+from hobench.domains import Interval, ParamError
 from hobench.harness.cost import count_flops
 from hobench.hypergrad import gd, unroll
 from hobench.registry import TASKS
 from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task
-from hobench.tasks.common import classification_metrics, resolve_dtype
+from hobench.tasks.common import (
+    COUNT,
+    DTYPE,
+    POSITIVE,
+    SOURCE,
+    check_split_fits,
+    classification_metrics,
+    resolve_dtype,
+)
 from hobench.tasks.projection import project_capped_simplex
 
 CLASSES = 10
@@ -64,6 +73,32 @@ def f1_score(predicted: np.ndarray, actual: np.ndarray) -> float:
 @TASKS.register("hypercleaning")
 class HyperCleaning(Task):
     final_protocol_is_plain_training = False
+    domains = {
+        "source": SOURCE,
+        "n_train": COUNT,
+        "n_val": COUNT,
+        "n_test": COUNT,
+        "n_corrupt": Interval(0, integer=True),
+        "radius": POSITIVE,
+        "steps": COUNT,
+        "lr": POSITIVE,
+        "final_steps": Interval(FINAL_CHECKS, integer=True),
+        "hyper_lr": POSITIVE,
+        "dtype": DTYPE,
+    }
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        n_train = params["n_train"]
+        if params["n_corrupt"] > n_train:
+            raise ParamError(
+                "n_corrupt", f"{params['n_corrupt']} > n_train = {n_train}", "use 0..n_train"
+            )
+        if params["radius"] > n_train:
+            raise ParamError(
+                "radius", f"{params['radius']} > n_train = {n_train}", "use 0 < radius <= n_train"
+            )
+        check_split_fits(params, ("n_train", "n_val", "n_test"))
 
     def __init__(
         self,

@@ -23,10 +23,11 @@ import math
 
 import torch
 
+from hobench.domains import Interval, ParamError
 from hobench.hypergrad import gd, unroll
 from hobench.registry import TASKS
 from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task
-from hobench.tasks.common import resolve_dtype
+from hobench.tasks.common import COUNT, DTYPE, POSITIVE, resolve_dtype
 
 
 def _orthogonal_design(n: int, d: int, gen: torch.Generator, dtype) -> torch.Tensor:
@@ -37,6 +38,34 @@ def _orthogonal_design(n: int, d: int, gen: torch.Generator, dtype) -> torch.Ten
 
 @TASKS.register("ridge")
 class Ridge(Task):
+    domains = {
+        **dict.fromkeys(("groups", "features_per_group", "n_train", "n_val", "n_test"), COUNT),
+        "noise": Interval(0),
+        "steps": COUNT,
+        "l2_low": POSITIVE,
+        "l2_high": POSITIVE,
+        "hyper_lr": POSITIVE,
+        "online_hyper_lr": POSITIVE,
+        "dtype": DTYPE,
+    }
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        if params["l2_high"] <= params["l2_low"]:
+            raise ParamError(
+                "l2_high",
+                f"{params['l2_high']} is not above l2_low = {params['l2_low']}",
+                "give l2_low < l2_high",
+            )
+        d = params["groups"] * params["features_per_group"]
+        for name in ("n_train", "n_val"):
+            if params[name] < d:
+                raise ParamError(
+                    name,
+                    f"{params[name]} < groups * features_per_group = {d}",
+                    f"use {name} >= {d} (the design needs full column rank)",
+                )
+
     def __init__(
         self,
         *,
