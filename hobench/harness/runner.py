@@ -331,6 +331,8 @@ def _run_locked(
     todo = [cell for cell in cells if cell.key not in done]
     check_budgets(todo, data_dir)  # before anything is removed or run; loads the data once
     store.remove(rerun)
+    if Path(suite.path).is_file():
+        store.keep_suite(suite.path)
     summary = RunSummary(suite.name, store.path, len(cells), len(cells) - len(todo))
     progress = Progress(len(todo), quiet)
     progress.say(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 RUNS_FILE = "runs.jsonl"
+SUITE_FILE = "suite.toml"  # a copy of the suite file of the latest run
 # Keys every cell record has (docs/results-schema.md); a line without them is not ours.
 RECORD_KEYS = ("cell", "task", "strategy", "seed", "status")
 WAIT_POLL_S = 0.2
@@ -203,19 +204,29 @@ class ResultsStore:
 
     def _rewrite(self, records: list[dict[str, Any]]) -> None:
         """Replace the file whole (temporary file, fsync, rename): old or new, never half."""
-        content = "".join(dumps(record) + "\n" for record in records)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o644)  # mkstemp's 0600 would make results private to this user
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(content)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(self.path.parent)  # make the rename itself durable
+        write_atomic(self.path, "".join(dumps(record) + "\n" for record in records))
+
+    def keep_suite(self, suite_path: str | Path) -> None:
+        """Copy the suite file beside the results as `suite.toml`: the report reads what the
+        suite asks of it (e.g. `paper_tables`) from there, and the results document their run."""
+        write_atomic(self.path.parent / SUITE_FILE, Path(suite_path).read_text(encoding="utf-8"))
+
+
+def write_atomic(path: Path, content: str) -> None:
+    """Write `path` whole (temporary file, fsync, rename): the old or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make results private to this user
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)  # make the rename itself durable
 
 
 def _fsync_dir(directory: Path) -> None:

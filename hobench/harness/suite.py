@@ -29,7 +29,9 @@ TOP_LEVEL_KEYS = (
     "strategies",
     "exclude",
     "threads",
+    "paper_tables",
 )
+PAPER_TABLES = ("hypercleaning", "auxtarget")  # paper tables a report can show after its own
 BUDGET_KEYS = ("cost", "seconds", "steps")
 MIN_SECONDS = 0.1  # below this the process start alone overruns the budget
 HARNESS_TASK_KEYS = {
@@ -118,6 +120,7 @@ class Suite:
     strategies: tuple[Entry, ...]
     exclude: tuple[str, ...] = ()  # "task_id/strategy_id" pairs not to run
     threads: int = 1  # torch threads per cell: pinned, so results do not depend on --jobs
+    paper_tables: tuple[str, ...] = ()  # paper experiments the report compares with
 
     def cells(self, device: str | None = None) -> list[Cell]:
         """All cells, task-major then strategy then seed; `device` overrides the suite's."""
@@ -233,7 +236,17 @@ class _Validator:
             strategies=strategies,
             exclude=self.exclude(data.get("exclude", []), tasks, strategies),
             threads=self.threads(data.get("threads", 1)),
+            paper_tables=self.paper_tables(data.get("paper_tables", [])),
         )
+
+    def paper_tables(self, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or any(v not in PAPER_TABLES for v in value):
+            raise self.fail(
+                "paper_tables",
+                f"expected a list of {', '.join(map(repr, PAPER_TABLES))}, got {value!r}",
+                'e.g. paper_tables = ["hypercleaning"], or leave it out for no paper table',
+            )
+        return tuple(dict.fromkeys(value))
 
     def threads(self, value: Any) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
