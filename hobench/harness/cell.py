@@ -84,6 +84,8 @@ def _final_metrics(recorder: Recorder, task: Any) -> dict[str, Any]:
         raise CellFailure("non-finite validation loss")
     if final.get("regret") is None:
         final["regret"] = task.regret(float(val_loss))
+    if final.get("test_acc") is not None:
+        final["n_test"] = task.test_size()
     return final
 
 

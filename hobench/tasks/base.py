@@ -159,6 +159,11 @@ class Task:
         """Named reference rows (e.g. hyper-cleaning's Oracle and Baseline); none by default."""
         return {}
 
+    def test_size(self) -> int | None:
+        """Examples in the test set behind `test_acc` (for its binomial standard error)."""
+        test = getattr(self, "test", None)
+        return len(test[1]) if test is not None else None
+
     def regret(self, val_loss: float) -> float | None:
         """f(λ) − f(λ*) where the optimum is known in closed form, else None."""
         return None
