@@ -153,6 +153,9 @@ class RandomSearch(OptunaStrategy):
 
 @STRATEGIES.register("tpe")
 class TPE(OptunaStrategy):
+    """Optuna's Tree-structured Parzen Estimator: random for the first `n_startup_trials`, then
+    samples where a density model of the good trials beats that of the bad ones."""
+
     def __init__(self, n_startup_trials: int = 5, multivariate: bool = True) -> None:
         self.n_startup_trials, self.multivariate = n_startup_trials, multivariate
 
@@ -164,6 +167,9 @@ class TPE(OptunaStrategy):
 
 @STRATEGIES.register("gp")
 class GaussianProcess(OptunaStrategy):
+    """Optuna's Gaussian-process Bayesian optimization (GPSampler): random for the first
+    `n_startup_trials`, then the maximiser of an acquisition function on a GP of the trials."""
+
     def __init__(self, n_startup_trials: int = 5) -> None:
         self.n_startup_trials = n_startup_trials
 
@@ -173,12 +179,18 @@ class GaussianProcess(OptunaStrategy):
 
 @STRATEGIES.register("qmc")
 class QuasiMonteCarlo(OptunaStrategy):
+    """Optuna's quasi-Monte Carlo sampler: a scrambled Sobol sequence, which covers the space
+    more evenly than random search for the same number of evaluations."""
+
     def make_sampler(self, space, budget, task, seed):
         return optuna.samplers.QMCSampler(seed=seed, scramble=True)
 
 
 @STRATEGIES.register("cmaes")
 class CmaEs(OptunaStrategy):
+    """Optuna's CMA-ES sampler: an evolution strategy that adapts a Gaussian's mean and
+    covariance to the best trials (needs the `cmaes` package)."""
+
     def make_sampler(self, space, budget, task, seed):
         try:
             import cmaes  # noqa: F401
