@@ -1,4 +1,4 @@
-"""The `hobench` command: run | list | show | report | compare | references.
+"""The `hobench` command: run | list | show | report | compare | track | history | references.
 
 User errors (a bad suite, a missing file, an unknown name, ...) print one line
 `hobench: error: ...` and exit 2; set HOBENCH_TRACEBACK=1 to see the traceback instead.
@@ -209,6 +209,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_FAILED if result.regressions else EXIT_OK
 
 
+def cmd_track(args: argparse.Namespace) -> int:
+    from hobench.report.history import track
+
+    entry = track(args.results, args.history, commit=args.commit, date=args.date)
+    print(
+        f"hobench: tracked {entry['source']} {entry['name']} at commit {entry['commit'][:12]} "
+        f"({entry['date']}): {len(entry['metrics'])} metric(s) -> {args.history}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from hobench.report.history import (
+        find_steps,
+        format_history,
+        history_json,
+        plot_history,
+        read_history,
+    )
+
+    frame = read_history(args.history)
+    if args.metric:
+        frame = frame[frame["metric"].str.contains(args.metric, regex=False)]
+    frame = find_steps(frame)
+    print(history_json(frame) if args.format == "json" else format_history(frame, args.last))
+    if args.plot and not frame.empty:
+        print(f"hobench: plot: {plot_history(frame, args.plot)}", file=sys.stderr)
+    return EXIT_OK
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -309,6 +340,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--format", choices=("text", "json"), default="text")
     comp.set_defaults(handler=cmd_compare)
+
+    tracking = verbs.add_parser(
+        "track", help="append a run's summary (suite results or pytest-benchmark JSON) to a history"
+    )
+    tracking.add_argument("results", help="results directory, runs.jsonl or pytest-benchmark JSON")
+    tracking.add_argument("--history", required=True, help="history file (JSON lines), appended")
+    tracking.add_argument("--commit", help="default: the git commit in the results' manifest")
+    tracking.add_argument("--date", help="ISO date (default: the run's latest start)")
+    tracking.set_defaults(handler=cmd_track)
+
+    hist = verbs.add_parser(
+        "history", help="print and plot each metric over tracked commits; flag step changes"
+    )
+    hist.add_argument("history", help="history file written by `hobench track`")
+    hist.add_argument("--metric", metavar="SUBSTRING", help="only metrics whose name contains it")
+    hist.add_argument("--plot", metavar="PNG", help="also write a plot of the metrics")
+    hist.add_argument("--last", type=_positive_int, default=6, help="entries shown per metric")
+    hist.add_argument("--format", choices=("text", "json"), default="text")
+    hist.set_defaults(handler=cmd_history)
     return parser
 
 
