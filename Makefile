@@ -8,6 +8,8 @@
 #                       suite's, so --jobs changes no result), its report, and a comparison with
 #                       the committed run in results/default (accuracy is bit-identical on the
 #                       same torch build; time and memory are gated only on the same build)
+#                       Both halves append a summary to results/local/history.jsonl (HISTORY=...):
+#                       `hobench history FILE --plot out.png` shows each metric over commits.
 #   make bench-engine   engine benchmarks: timings (saved under .benchmarks/ by T), peak
 #                       memory, the target ratios; summary also in results/engine-bench.json
 #                       (HOBENCH_BENCH_T=50 make bench-engine: a quick run, T = 50 steps, about
@@ -27,6 +29,8 @@ STAMP := $(VENV)/.installed
 # per T, as NNNN_engine-T500.json, and bench-compare compares only runs with the same T.
 export HOBENCH_BENCH_T ?= 500
 BENCH_STORAGE := .benchmarks
+# One summary per `make bench` run (suite and engine), keyed by commit and date: `hobench history`.
+HISTORY ?= results/local/history.jsonl
 BENCH_NAME := engine-T$(HOBENCH_BENCH_T)
 BENCH_FLAGS := benchmarks --benchmark-storage=$(BENCH_STORAGE) --benchmark-sort=name \
 	--benchmark-columns=min,median,max,rounds --benchmark-group-by=group --benchmark-name=short
@@ -59,10 +63,15 @@ bench-suite: install
 	$(VENV)/bin/hobench run suites/default.toml --jobs 2 --results-dir results/local/default
 	$(VENV)/bin/hobench report results/local/default
 	-$(VENV)/bin/hobench compare results/default results/local/default
+	$(VENV)/bin/hobench track results/local/default --history $(HISTORY)
 	@echo "report: $(CURDIR)/results/local/default/report/index.html"
+	@echo "history: $(VENV)/bin/hobench history $(HISTORY) --plot results/local/history.png"
 
 bench-engine: install
 	$(PY) -m pytest $(BENCH_FLAGS) --benchmark-save=$(BENCH_NAME)
+	@latest=$$(ls $(BENCH_STORAGE)/*/[0-9][0-9][0-9][0-9]_$(BENCH_NAME).json 2>/dev/null \
+		| awk -F/ '{ print $$NF "\t" $$0 }' | sort | tail -n 1 | cut -f 2); \
+	if [ -n "$$latest" ]; then $(VENV)/bin/hobench track "$$latest" --history $(HISTORY); fi
 
 # The baseline is the latest saved run with the same T (any machine folder under .benchmarks/).
 bench-compare: install

@@ -1,8 +1,9 @@
-"""The `hobench` command: run | list | show | report | compare | references.
+"""The `hobench` command: run | list | show | report | compare | track | history | references.
 
 User errors (a bad suite, a missing file, an unknown name, ...) print one line
 `hobench: error: ...` and exit 2; set HOBENCH_TRACEBACK=1 to see the traceback instead.
-Exit codes: 0 all ok, 1 failed cells or regressions, 2 bad input, 130 interrupted.
+Exit codes: 0 all ok, 1 failed cells or regressions, 2 bad input, 130 interrupted, 141 the
+reader of stdout went away (`hobench show DIR | head`): nothing is printed then.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` reports for `yes`
 TRACEBACK_ENV = "HOBENCH_TRACEBACK"
 
 
@@ -107,21 +109,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _summary(cls: type) -> str:
-    """The first sentence of a class's own docstring (an inherited one says nothing about it)."""
+    """The first paragraph of a class's own docstring, whole (an inherited one says nothing
+    about it)."""
     paragraph = inspect.cleandoc(cls.__dict__.get("__doc__") or "").split("\n\n")[0]
-    sentence = " ".join(paragraph.split()).split(". ")[0].rstrip(".")
-    return sentence if len(sentence) <= 90 else sentence[:89] + "…"
+    return " ".join(paragraph.split())
 
 
 def _describe(registry, name: str, hidden: Sequence[str] = ()) -> list[str]:
-    summary = _summary(registry.get(name))
+    import shutil
+    import textwrap
+
+    summary = _summary(registry.get(name)) or "(no description)"
     params = {k: v for k, v in registry.parameters(name).items() if k not in hidden}
     shown = " ".join(
         f"{k}={'(required)' if v is inspect.Parameter.empty else repr(v)}"
         for k, v in params.items()
     )
-    lines = [f"  {name}" + (f" - {summary}" if summary else "")]
-    return lines + ([f"      {shown}"] if shown else [])
+    # Wrapped, never cut: the description is the only help a name has here.
+    width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 120))
+    lines = [f"  {name}"]
+    lines += textwrap.wrap(summary, width, initial_indent="      ", subsequent_indent="      ")
+    lines += textwrap.wrap(
+        shown, width, initial_indent="      params: ", subsequent_indent="        "
+    )
+    return lines
 
 
 def _suite_dirs() -> list[Path]:
@@ -157,10 +168,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from hobench.harness.show import format_table
+    from hobench.harness.show import format_table, table_json
     from hobench.harness.store import ResultsStore
 
-    print(format_table(ResultsStore(_results_file(args.results)).load()))
+    records = ResultsStore(_results_file(args.results)).load()
+    print(table_json(records) if args.format == "json" else format_table(records))
     return EXIT_OK
 
 
@@ -188,9 +200,46 @@ def cmd_compare(args: argparse.Namespace) -> int:
         acc_tolerance=args.acc_tolerance,
         time_ratio=args.time_ratio,
         memory_ratio=args.memory_ratio,
+        allow_different_suites=args.allow_different_suites,
     )
-    print(format_compare(result))
+    if args.format == "json":
+        from hobench.report.compare import compare_json
+
+        print(compare_json(result))
+    else:
+        print(format_compare(result))
     return EXIT_FAILED if result.regressions else EXIT_OK
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    from hobench.report.history import track
+
+    entry = track(args.results, args.history, commit=args.commit, date=args.date)
+    print(
+        f"hobench: tracked {entry['source']} {entry['name']} at commit {entry['commit'][:12]} "
+        f"({entry['date']}): {len(entry['metrics'])} metric(s) -> {args.history}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from hobench.report.history import (
+        find_steps,
+        format_history,
+        history_json,
+        plot_history,
+        read_history,
+    )
+
+    frame = read_history(args.history)
+    if args.metric:
+        frame = frame[frame["metric"].str.contains(args.metric, regex=False)]
+    frame = find_steps(frame)
+    print(history_json(frame) if args.format == "json" else format_history(frame, args.last))
+    if args.plot and not frame.empty:
+        print(f"hobench: plot: {plot_history(frame, args.plot)}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _positive_int(text: str) -> int:
@@ -224,10 +273,22 @@ def _device(text: str) -> str:
     return text
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hobench")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        import hobench
+
+        return hobench.__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hobench", description="Benchmark hyperparameter-optimization strategies."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     verbs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = verbs.add_parser("run", help="run a suite (resumes: finished cells are skipped)")
@@ -254,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = verbs.add_parser("show", help="print a table of results")
     show.add_argument("results", help="results directory or runs.jsonl")
+    show.add_argument("--format", choices=("text", "json"), default="text")
     show.set_defaults(handler=cmd_show)
 
     report = verbs.add_parser("report", help="write the comparison report of results")
@@ -290,14 +352,47 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="flag test accuracy below baseline minus T",
     )
+    comp.add_argument(
+        "--allow-different-suites",
+        action="store_true",
+        help="compare the cells two different suites share (refused by default: exit 2)",
+    )
+    comp.add_argument("--format", choices=("text", "json"), default="text")
     comp.set_defaults(handler=cmd_compare)
+
+    tracking = verbs.add_parser(
+        "track", help="append a run's summary (suite results or pytest-benchmark JSON) to a history"
+    )
+    tracking.add_argument("results", help="results directory, runs.jsonl or pytest-benchmark JSON")
+    tracking.add_argument("--history", required=True, help="history file (JSON lines), appended")
+    tracking.add_argument("--commit", help="default: the git commit in the results' manifest")
+    tracking.add_argument("--date", help="ISO date (default: the run's latest start)")
+    tracking.set_defaults(handler=cmd_track)
+
+    hist = verbs.add_parser(
+        "history", help="print and plot each metric over tracked commits; flag step changes"
+    )
+    hist.add_argument("history", help="history file written by `hobench track`")
+    hist.add_argument("--metric", metavar="SUBSTRING", help="only metrics whose name contains it")
+    hist.add_argument("--plot", metavar="PNG", help="also write a plot of the metrics")
+    hist.add_argument("--last", type=_positive_int, default=6, help="entries shown per metric")
+    hist.add_argument("--format", choices=("text", "json"), default="text")
+    hist.set_defaults(handler=cmd_history)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+        return code
+    except BrokenPipeError:
+        # `hobench show DIR | head`: the reader has all it wanted. Point stdout at /dev/null so
+        # the interpreter's final flush does not fail again, and exit as a SIGPIPE'd tool does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print("hobench: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -53,9 +53,10 @@ def test_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "tasks:" in out and "strategies:" in out
-    assert "  toy-quad - A quadratic validation loss" in out
-    assert "scale=1.0 label='toy'" in out and "seed=" not in out  # harness keys hidden
-    assert "points=4 sleep=0.0" in out
+    assert "  toy-quad\n      A quadratic validation loss in one hyperparameter x" in out
+    joined = " ".join(out.split())  # descriptions and parameters wrap, never cut
+    assert "params: scale=1.0 label='toy'" in joined and "seed=" not in out  # harness keys hidden
+    assert "points=4 sleep=0.0" in joined
     assert "  good (1 cells) - toy suite" in out
     assert "  bad - invalid: " in out
 
@@ -221,7 +222,12 @@ def test_compare_wiring(tmp_path: Path, capsys, fake_report) -> None:
     assert fake_report.compare_args == (
         Path("base"),
         Path("now"),
-        {"acc_tolerance": 0.01, "time_ratio": 2.0, "memory_ratio": 1.5},
+        {
+            "acc_tolerance": 0.01,
+            "time_ratio": 2.0,
+            "memory_ratio": 1.5,
+            "allow_different_suites": False,
+        },
     )
     fake_report.regressions = ["q/toy-random: slower"]
     assert main(args) == 1

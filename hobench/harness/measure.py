@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime
+import json
+import math
 import os
 import platform
 import resource
@@ -10,7 +12,9 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -113,6 +117,7 @@ def synchronize(device: str) -> None:
 
 
 def _reference_workload() -> None:
+    """One unit of the calibration: BLAS work and interpreter work, like a strategy's mix."""
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(512, 512, generator=generator)
     b = a
@@ -123,15 +128,91 @@ def _reference_workload() -> None:
         total += i * i % 7
 
 
-def calibrate() -> float:
-    """Seconds for a fixed reference workload (median of 3), to normalise times across machines."""
-    _reference_workload()  # warm-up: first call pays for lazy initialisation
-    times = []
-    for _ in range(3):
+# Bumped whenever the calibration's workload or statistic changes: times normalised by two
+# different calibrations are not comparable (version 1: one ~25 ms unit, median of 3).
+CALIBRATION_VERSION = 2
+CALIBRATION_MIN_S = 0.5  # each repeat runs whole units for at least this long
+CALIBRATION_REPEATS = 5
+CALIBRATION_CACHE_S = 600.0  # a measurement this recent, of the same setup, is reused
+
+
+@dataclass
+class Calibration:
+    """Seconds per workload unit (median over repeats) and the spread of the repeats."""
+
+    unit_s: float
+    units: int  # units per repeat: enough for CALIBRATION_MIN_S
+    repeats: list[float]  # seconds per unit of each repeat
+
+    @property
+    def spread(self) -> float:
+        """Median absolute deviation of the repeats over their median: the spread that matters
+        for a median, which one slow repeat (a burst of load elsewhere) does not move."""
+        deviations = [abs(t - self.unit_s) for t in self.repeats]
+        return statistics.median(deviations) / self.unit_s
+
+
+def measure_calibration(
+    min_s: float = CALIBRATION_MIN_S, repeats: int = CALIBRATION_REPEATS
+) -> Calibration:
+    """Time the reference workload the way `timeit.Timer.autorange` does: whole units, as many
+    as fill `min_s`, `repeats` times; the median seconds per unit is the calibration.
+
+    One 25 ms unit is too noisy to divide by (a scheduler tick is a large part of it); a repeat of
+    at least 0.5 s and the median of 5 are stable to a few percent on an idle machine. Reporting
+    seconds per unit keeps the number comparable between a fast and a slow machine, which run
+    different counts of units.
+    """
+    _reference_workload()  # warm-up: the first call pays for lazy initialisation
+    units, elapsed = 1, 0.0
+    while True:  # find how many units fill min_s (1, 2, 4, ...), timing as we go
         start = time.perf_counter()
-        _reference_workload()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for _ in range(units):
+            _reference_workload()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_s:
+            break
+        units = max(units * 2, math.ceil(units * min_s / max(elapsed, 1e-9)))
+    times = [elapsed / units]
+    for _ in range(repeats - 1):
+        start = time.perf_counter()
+        for _ in range(units):
+            _reference_workload()
+        times.append((time.perf_counter() - start) / units)
+    return Calibration(statistics.median(times), units, times)
+
+
+def _cache_path() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "hobench" / "calibration.json"
+
+
+def calibrate() -> float:
+    """Seconds per unit of the reference workload (see `measure_calibration`), to normalise
+    times across machines. A measurement of the same setup (host, CPU, torch build, threads)
+    from the last `CALIBRATION_CACHE_S` seconds is reused: every suite run would otherwise
+    spend about 3 s on it, and the machine has not changed speed in ten minutes."""
+    key = "|".join(
+        map(str, (CALIBRATION_VERSION, socket.gethostname(), _cpu_name(), torch.__version__,
+                  torch.get_num_threads()))
+    )  # fmt: skip
+    path = _cache_path()
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8")).get(key)
+        if cached and 0 <= time.time() - cached["at"] < CALIBRATION_CACHE_S:
+            return float(cached["unit_s"])
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        pass
+    unit_s = measure_calibration().unit_s
+    try:  # best effort: a read-only home only costs the next run its 3 s
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({key: {"unit_s": unit_s, "at": time.time()}}, handle)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return unit_s
 
 
 def git_commit() -> str | None:
@@ -162,6 +243,8 @@ def manifest(device: str, threads: int | None = None) -> dict[str, Any]:
     """What produced a result: versions, commit, machine, device and a calibration time.
 
     `threads` is the torch thread count workers will use; calibration runs with it too.
+    `calibration_s` is seconds per unit of the reference workload (`calibrate`), measured the
+    way `calibration_version` says.
     """
     before = torch.get_num_threads()
     threads = threads or before
@@ -180,6 +263,7 @@ def manifest(device: str, threads: int | None = None) -> dict[str, Any]:
         "hostname": socket.gethostname(),
         "started_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "calibration_s": round(calibration, 6),
+        "calibration_version": CALIBRATION_VERSION,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
     }

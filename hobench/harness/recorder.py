@@ -3,7 +3,10 @@ write files; the runner turns the recorder's points into the cell's JSON line.""
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import time
 from typing import Any
 
 import torch
@@ -12,6 +15,9 @@ from hobench.harness.budget import Budget
 
 # Hyperparameters with more entries than this are summarised, not stored whole.
 MAX_STORED_ENTRIES = 8
+# Where the runner wants this worker's progress (budget spent, incumbent), for its live display.
+STATUS_ENV = "HOBENCH_STATUS_FILE"
+STATUS_EVERY_S = 0.5
 
 
 def summarise(value: Any) -> Any:
@@ -50,6 +56,8 @@ class Recorder:
         self.points: list[dict] = []
         self.final: dict = {}
         self._best: dict | None = None
+        self._status_path = os.environ.get(STATUS_ENV)
+        self._status_at = 0.0
 
     def point(
         self,
@@ -78,7 +86,40 @@ class Recorder:
             **extra,
         }
         self.points.append(point)
+        self._report_status()
         return point
+
+    def spent(self) -> float:
+        """The fraction of the budget spent: the largest over its limits (the first one reached
+        ends the search)."""
+        budget, fractions = self.budget, []
+        if budget.cost and budget.cost_used is not None:
+            fractions.append(budget.cost_used / budget.cost)
+        if budget.seconds:
+            fractions.append(budget.elapsed / budget.seconds)
+        if budget.steps:
+            fractions.append(budget.steps_used / budget.steps)
+        return max(fractions, default=0.0)
+
+    def _report_status(self) -> None:
+        """Write a small status file for the runner (atomically, at most every 0.5 s); a
+        progress display is never worth failing a cell, so errors are ignored."""
+        now = time.perf_counter()
+        if not self._status_path or now - self._status_at < STATUS_EVERY_S:
+            return
+        self._status_at = now
+        status = {
+            "spent": self.spent(),
+            "points": len(self.points),
+            "incumbent_val_loss": None if self._best is None else self._best["val_loss"],
+        }
+        try:
+            tmp = f"{self._status_path}.tmp"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump(status, handle)
+            os.replace(tmp, self._status_path)
+        except OSError:
+            pass
 
     def finish(self, **metrics: Any) -> None:
         """The final metrics of the configuration the strategy returns (task's final protocol)."""

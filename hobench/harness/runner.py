@@ -9,6 +9,7 @@ run on the same directory waits, then finds the first one's cells done.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import torch
+from tqdm import tqdm
 
 import hobench
 from hobench.harness.budget import LIMITS
@@ -30,6 +32,7 @@ from hobench.harness.cell import crash_record, jsonable
 from hobench.harness.measure import manifest as make_manifest
 from hobench.harness.measure import resolve_device
 from hobench.harness.preflight import check_budgets
+from hobench.harness.recorder import STATUS_ENV
 from hobench.harness.store import ResultsStore, StoreError
 from hobench.harness.suite import Cell, Suite
 
@@ -103,53 +106,105 @@ def _check_not_stale(cells: list[Cell], records: list[dict[str, Any]], path: Pat
 
 
 class Progress:
-    """Progress lines on stderr; on a terminal also a one-line status of the running cells."""
+    """Progress on stderr: one line per finished cell, with the suite's ETA (the only output
+    with --quiet or when stderr is not a terminal, e.g. a CI log); on a terminal also a live
+    tqdm bar with cells done/total, the ETA, and each running cell's budget spent and incumbent
+    (from the status file its worker's Recorder writes)."""
 
     def __init__(self, total: int, quiet: bool, stream: TextIO | None = None) -> None:
         self.total, self.done, self.quiet = total, 0, quiet
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() and not quiet
         self.started = time.perf_counter()
-        self._status_shown = False
         self._status_at = 0.0
+        self.bar: tqdm | None = None
+
+    def begin(self) -> None:
+        """The cells start now: the ETA counts from here, not from the calibration before."""
+        self.started = time.perf_counter()
+        if self.tty and self.total:
+            self.bar = tqdm(
+                total=self.total,
+                file=self.stream,
+                unit="cell",
+                ncols=_terminal_size(self.stream)[0],
+                nrows=_terminal_size(self.stream)[1],
+                smoothing=0.1,
+                bar_format="{n_fmt}/{total_fmt} cells |{bar:20}| {elapsed}<{remaining}{postfix}",
+            )
 
     def say(self, text: str, always: bool = False) -> None:
         if self.quiet and not always:
             return
-        self._clear()
-        print(text, file=self.stream, flush=True)
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)  # above the bar, which is redrawn
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def eta(self) -> str:
+        """Time left at the pace so far (cells run in parallel are in that pace)."""
+        if not self.done or self.done >= self.total:
+            return ""
+        pace = (time.perf_counter() - self.started) / self.done
+        return f", eta {tqdm.format_interval(pace * (self.total - self.done))}"
 
     def finished(self, record: dict[str, Any]) -> None:
         self.done += 1
         ok = record["status"] == "ok"
-        head = f"[{self.done}/{self.total}] {record['cell']} {'ok' if ok else 'FAILED'}"
         wall = record["resources"].get("wall_s") or 0.0
-        if ok:
+        head = f"[{self.done}/{self.total}] {record['cell']} {'ok' if ok else 'FAILED'} {wall:.1f}s"
+        if not ok:
+            self.say(f"{head} {record['error']}{self.eta()}", always=True)
+        elif self.quiet:
+            self.say(f"{head}{self.eta()}", always=True)
+        else:
             final = record["final"]
             metrics = " ".join(
                 f"{key}={final[key]:.4g}"
                 for key in ("val_loss", "test_acc", "regret")
                 if isinstance(final.get(key), int | float)
             )
-            self.say(f"{head} {wall:.1f}s {metrics}".rstrip())
-        else:
-            self.say(f"{head} {wall:.1f}s {record['error']}", always=True)
+            self.say(f"{head} {metrics}".rstrip() + self.eta())
+        if self.bar is not None:
+            self.bar.update(1)
 
-    def running(self, keys: list[str]) -> None:
+    def running(self, cells: list[tuple[str, dict[str, Any] | None]]) -> None:
+        """Each running cell's key and its worker's last status (None before the first)."""
         now = time.perf_counter()
-        if not self.tty or now - self._status_at < 0.5:
+        if self.bar is None or now - self._status_at < 0.5:
             return
         self._status_at = now
-        elapsed = now - self.started
-        line = f"  {self.done}/{self.total} done, {elapsed:.0f}s; running: {' '.join(keys)}"
-        self.stream.write("\r\033[K" + line[:200])
-        self.stream.flush()
-        self._status_shown = True
+        parts = []
+        for key, status in cells:
+            text = key
+            if status:
+                text += f" {status.get('spent', 0.0):.0%}"
+                if status.get("incumbent_val_loss") is not None:
+                    text += f" best {status['incumbent_val_loss']:.4g}"
+            parts.append(text)
+        self.bar.set_postfix_str("; ".join(parts), refresh=True)
 
-    def _clear(self) -> None:
-        if self._status_shown:
-            self.stream.write("\r\033[K")
-            self._status_shown = False
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _terminal_size(stream: TextIO) -> tuple[int, int]:
+    """The terminal's columns and lines; a pseudo-terminal that reports 0 x 0 (tqdm would then
+    draw nothing) gets $COLUMNS or 100 and 24."""
+    try:
+        columns, lines = os.get_terminal_size(stream.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        columns, lines = 0, 0
+    return columns or int(os.environ.get("COLUMNS") or 0) or 100, lines or 24
+
+
+def _read_status(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # not written yet, or between writes
 
 
 @dataclass
@@ -160,6 +215,7 @@ class _Worker:
     out_path: Path
     log_path: Path
     started: float
+    status_path: Path | None = None  # the worker's Recorder writes its progress here
 
 
 class _Pool:
@@ -191,8 +247,9 @@ class _Pool:
 
     def start(self, cell: Cell, slot: int) -> None:
         self.launched += 1
-        job_path, out_path, log_path = (
-            self.workdir / f"cell{self.launched}.{suffix}" for suffix in ("job", "out", "log")
+        job_path, out_path, log_path, status_path = (
+            self.workdir / f"cell{self.launched}.{suffix}"
+            for suffix in ("job", "out", "log", "status")
         )
         job = {
             "cell": cell.to_dict(),
@@ -205,10 +262,12 @@ class _Pool:
         job_path.write_text(json.dumps(job), encoding="utf-8")
         command = [sys.executable, "-m", "hobench.harness.worker", str(out_path)]
         with job_path.open("rb") as stdin, log_path.open("wb") as log:
+            env = {**self._env(slot), STATUS_ENV: str(status_path)}
             process = subprocess.Popen(
-                command, stdin=stdin, stdout=log, stderr=subprocess.STDOUT, env=self._env(slot)
+                command, stdin=stdin, stdout=log, stderr=subprocess.STDOUT, env=env
             )
-        self.running.append(_Worker(cell, slot, process, out_path, log_path, time.perf_counter()))
+        now = time.perf_counter()
+        self.running.append(_Worker(cell, slot, process, out_path, log_path, now, status_path))
 
     def free_slot(self) -> int:
         used = {worker.slot for worker in self.running}
@@ -359,11 +418,13 @@ def _run_locked(
     with _workdir(store) as workdir:
         pool = _Pool(suite.name, manifest, data_dir, threads, _gpu_slots(resolved, jobs), workdir)
         try:
+            progress.begin()
             _drive(pool, todo, jobs, store, progress, summary)
         except KeyboardInterrupt:
             summary.interrupted = True
             progress.say("hobench: interrupted; stopping workers", always=True)
         finally:
+            progress.close()
             # Whatever ended the run, no worker outlives it; a second Ctrl-C must not skip this.
             previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
             try:
@@ -403,7 +464,9 @@ def _drive(
             pool.start(pending.pop(0), pool.free_slot())
         reaped = pool.reap()
         if not reaped:
-            progress.running([worker.cell.key for worker in pool.running])
+            progress.running(
+                [(w.cell.key, w.status_path and _read_status(w.status_path)) for w in pool.running]
+            )
             time.sleep(POLL_S)
             continue
         for worker, record in reaped:

@@ -6,6 +6,7 @@ For the full report (ranks, confidence intervals, plots) use `hobench report`.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Callable
@@ -56,6 +57,25 @@ def _grouped(
     for record in records:
         groups.setdefault(key(record), []).append(record)
     return groups  # insertion order: the order cells were run
+
+
+def summary_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per task × strategy: cells ok and failed, and the means `format_table` prints (None
+    where no ok cell has the value), keyed by column header."""
+    rows = []
+    for task, task_records in _grouped(records, lambda r: str(r.get("task"))).items():
+        for strategy, cells in _grouped(task_records, lambda r: str(r.get("strategy"))).items():
+            ok = [r for r in cells if r.get("status") == "ok"]
+            row: dict[str, Any] = {"task": task, "strategy": strategy}
+            row.update(ok=len(ok), failed=len(cells) - len(ok))
+            row.update({header: _mean(ok, path) for header, path, _ in COLUMNS})
+            rows.append(row)
+    return rows
+
+
+def table_json(records: list[dict[str, Any]]) -> str:
+    """`summary_rows` as a JSON document: {"rows": [...]}."""
+    return json.dumps({"rows": summary_rows(records)}, indent=2)
 
 
 def format_table(records: list[dict[str, Any]]) -> str:

@@ -1,13 +1,28 @@
 """`compare`: a regression gate between two results directories (baseline, current).
 
-Per task × strategy it checks accuracy against the baseline's bootstrap CI, time normalised by
-each machine's calibration workload, and peak memory; per cell it checks that nothing present in
-the baseline went missing or started failing. Overrun past a seconds budget is shown beside them,
+Per task × strategy it checks every final metric the task reports (test accuracy, regret, F1,
+losses, ...), time normalised by each machine's calibration workload, and the memory a cell adds
+over its worker's baseline; per cell it checks that nothing present in the baseline went missing
+or started failing. Each gate is applied only where it means the same on both sides:
+
+- metrics are compared exactly (seed by seed) when both sides ran the row under deterministic
+  budgets (cost or steps, no seconds) on the same torch build, device and threads: such a rerun is
+  bit-identical, so any value worse than the baseline's is a regression. Otherwise the current
+  mean must stay inside the baseline's bootstrap CI (minus a tolerance) on the worse side;
+- time only when torch build, device and threads match and both sides carry the same version of
+  the calibration workload; otherwise it is shown and reported as not comparable;
+- memory as `resources.added_rss_mb` (what the cell adds over its worker's RSS after imports),
+  when both sides have it and ran on the same kind of device; older records only carry the
+  process's peak RSS, which mostly measures the imports (a CUDA build of torch alone triples it).
+
+Two different suites are refused (`SuiteMismatch`) unless `allow_different_suites`; differing
+versions, commits and machines are stated in the header. Overrun past a seconds budget is shown,
 for information: it says a time budget was not a hard limit, not that the code got worse.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,70 +30,141 @@ from typing import Any
 
 import pandas as pd
 
+from hobench.report.errors import ReportError
 from hobench.report.load import load_runs
 from hobench.report.stats import bootstrap_ci
 
-# With one seed on a side there is no spread to build a CI from; allow this much accuracy drop.
+# With one seed on a side there is no spread to build a CI from; allow this much of a worse
+# accuracy-like metric (absolute) or of a worse loss-like one (relative to the baseline mean).
 SINGLE_SEED_TOLERANCE = 0.01
+# Memory grows by more than the ratio AND by more than this many MB to be a regression: a cell
+# that adds 2 MB and then 4 MB has not regressed, its allocator has.
+MEMORY_FLOOR_MB = 16.0
+# Metric direction from the name's ending: +1 higher is better, -1 lower is better. Other final
+# numbers (counts such as `kept`, `stopped_at`, chosen settings) are not quality metrics.
+HIGHER_IS_BETTER = ("acc", "accuracy", "f1", "auc", "precision", "recall")
+LOWER_IS_BETTER = ("loss", "regret", "error", "mse", "rmse", "mae")
 
-Problem = tuple[str, str]  # (kind: missing | failed | accuracy | time | memory, message)
+Problem = tuple[str, str]  # (kind: missing | failed | <metric> | time | memory, message)
+
+
+class SuiteMismatch(ReportError):
+    """The two sides ran different suites: their cells do not describe the same experiment."""
+
+
+def metric_direction(name: str) -> int:
+    """+1 when a higher value of final metric `name` is better, -1 when lower is, 0 when it is
+    not a quality metric (then it is never gated)."""
+    lowered = name.lower()
+    if lowered.endswith(HIGHER_IS_BETTER):
+        return 1
+    if lowered.endswith(LOWER_IS_BETTER):
+        return -1
+    return 0
 
 
 @dataclass
 class CompareResult:
-    """The comparison table (one row per task × strategy) and the regressions found."""
+    """The comparison table (one row per task × strategy), its per-metric details, the
+    regressions found, notes, and the two sides' descriptions for the header."""
 
     table: pd.DataFrame
     regressions: list[str]
     notes: list[str] = field(default_factory=list)
     time_ratio: float = 1.5
     memory_ratio: float = 1.5
+    sides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    differences: list[str] = field(default_factory=list)
+    metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "task/strategy" ->
 
     @property
     def ok(self) -> bool:
         return not self.regressions
 
 
-def _median(values: pd.Series) -> float:
-    values = values.dropna()
-    return float(values.median()) if len(values) else math.nan
+# -- the sides: suites, manifests, environments -------------------------------------------------
 
 
-def _mean(values: pd.Series) -> float:
-    return float(values.mean()) if len(values) else math.nan
-
-
-def _side(cells: pd.DataFrame) -> dict[str, Any]:
-    """What one side contributes to a row: ok seeds, accuracy CI, mean time, overrun, memory."""
-    ok = cells[cells["status"] == "ok"]
-    mean, low, _ = bootstrap_ci(ok["final.test_acc"])
-    return {
-        "n": len(ok),
-        "acc": mean,
-        "acc_low": low,
-        "wall_s": _mean(ok["resources.wall_s"]),
-        "overrun_s": _mean(ok["resources.overrun_s"]),
-        "calibration_s": _median(ok["calibration_s"]),
-        "rss_mb": _mean(ok["resources.peak_rss_mb"]),
-    }
+def _manifests(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    return [m if isinstance(m, dict) else {} for m in runs.get("manifest", [])]
 
 
 def _environment(runs: pd.DataFrame) -> set[tuple[Any, ...]]:
-    """(torch version, device, threads) of each run: what a time or memory figure depends on
-    beyond the code (a CUDA build of torch alone triples a worker's resident memory)."""
-    environments = set()
-    for manifest in runs.get("manifest", pd.Series(dtype=object)):
-        manifest = manifest if isinstance(manifest, dict) else {}
-        packages = manifest.get("packages") or {}
-        environments.add((packages.get("torch"), manifest.get("device"), manifest.get("threads")))
-    return environments
+    """(torch version, device, threads) of each run: what a time figure depends on beyond the
+    code and the machine's speed (which the calibration divides out)."""
+    return {
+        ((m.get("packages") or {}).get("torch"), m.get("device"), m.get("threads"))
+        for m in _manifests(runs)
+    }
 
 
-def _describe(environments: set[tuple[Any, ...]]) -> str:
-    return "; ".join(
-        f"torch {torch}, {device}, {threads} thread(s)"
-        for torch, device, threads in sorted(environments, key=str)
-    )
+def _device_kinds(runs: pd.DataFrame) -> set[str]:
+    return {str(m.get("device") or "?").partition(":")[0] for m in _manifests(runs)}
+
+
+def _calibration_versions(runs: pd.DataFrame) -> set[int]:
+    # Records from before the calibration was versioned used the ~25 ms workload: version 1.
+    return {int(m.get("calibration_version") or 1) for m in _manifests(runs)}
+
+
+def _joined(values: list[Any]) -> str:
+    unique = list(dict.fromkeys("–" if v is None else str(v) for v in values))
+    return " | ".join(unique) if unique else "–"
+
+
+# What the header states about each side, and the keys whose difference it points out.
+HEADER_FIELDS = (
+    ("hobench", lambda m: m.get("hobench")),
+    ("git commit", lambda m: (m.get("git_commit") or "")[:12] or None),
+    ("python", lambda m: m.get("python")),
+    ("torch", lambda m: (m.get("packages") or {}).get("torch")),
+    ("optuna", lambda m: (m.get("packages") or {}).get("optuna")),
+    ("numpy", lambda m: (m.get("packages") or {}).get("numpy")),
+    ("device", lambda m: m.get("device")),
+    ("device name", lambda m: m.get("device_name")),
+    ("threads", lambda m: m.get("threads")),
+    ("calibration", lambda m: m.get("calibration_version") or 1),
+)
+
+
+def _describe_side(path: str | Path, runs: pd.DataFrame) -> dict[str, Any]:
+    manifests = _manifests(runs)
+    side: dict[str, Any] = {
+        "path": str(path),
+        "suite": _joined(list(runs["suite"])),
+        "cells": len(runs),
+        "ok": int((runs["status"] == "ok").sum()),
+    }
+    for label, get in HEADER_FIELDS:
+        side[label] = _joined([get(m) for m in manifests])
+    calibrations = [m.get("calibration_s") for m in manifests if m.get("calibration_s")]
+    side["calibration_s"] = float(pd.Series(calibrations).median()) if calibrations else None
+    return side
+
+
+def _differences(base: dict[str, Any], cur: dict[str, Any]) -> list[str]:
+    return [
+        f"{label}: {base[label]} -> {cur[label]}"
+        for label, _ in HEADER_FIELDS
+        if base[label] != cur[label]
+    ]
+
+
+# -- one row ------------------------------------------------------------------------------------
+
+
+def _numeric(column: pd.Series) -> pd.Series:
+    return pd.to_numeric(column, errors="coerce").astype(float)
+
+
+def _mean(values: pd.Series) -> float:
+    values = values.dropna()
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _median(values: pd.Series) -> float:
+    values = values.dropna()
+    return float(values.median()) if len(values) else math.nan
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -87,53 +173,192 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator
 
 
-def _compare_row(
-    name: str,
-    base: dict[str, Any],
-    cur: dict[str, Any],
-    acc_tolerance: float | None,
-    time_ratio: float,
-    memory_ratio: float,
-    resources_comparable: bool = True,
-) -> tuple[dict[str, Any], list[Problem]]:
-    """One table row and the regressions it shows. Time and memory are gated only when
-    `resources_comparable` (same torch build, device and threads on both sides)."""
-    tolerance = acc_tolerance
-    if tolerance is None:
-        tolerance = 0.0 if min(base["n"], cur["n"]) >= 2 else SINGLE_SEED_TOLERANCE
-    threshold = base["acc_low"] - tolerance
-    calibrated = base["calibration_s"] > 0 and cur["calibration_s"] > 0  # False for NaN
-    if calibrated:
-        time = _ratio(cur["wall_s"] / cur["calibration_s"], base["wall_s"] / base["calibration_s"])
-    else:
-        time = _ratio(cur["wall_s"], base["wall_s"])
-    memory = _ratio(cur["rss_mb"], base["rss_mb"])
-    problems: list[Problem] = []
-    if cur["acc"] < threshold:  # False when either is NaN: nothing to compare
-        message = (
-            f"{name}: accuracy {cur['acc']:.2%} < baseline CI low {base['acc_low']:.2%} "
-            f"- tolerance {tolerance:.2%}"
+def _metric_names(base: pd.DataFrame, cur: pd.DataFrame) -> list[str]:
+    """Final metrics with a direction and a value on both sides' ok cells, in record order."""
+    names = []
+    for column in dict.fromkeys([*base.columns, *cur.columns]):
+        name = column.removeprefix("final.")
+        if column == name or not metric_direction(name):
+            continue
+        present = column in base and column in cur
+        if present and _numeric(base[column]).notna().any() and _numeric(cur[column]).notna().any():
+            names.append(name)
+    return names
+
+
+def _deterministic(cells: pd.DataFrame) -> bool:
+    """Every cell's budget is in cost or steps only: no wall-clock limit decides where it stops."""
+    seconds = cells["budget.seconds"]
+    limited = cells[["budget.cost", "budget.steps"]].notna().any(axis=1)
+    return bool(len(cells)) and bool(seconds.isna().all()) and bool(limited.all())
+
+
+def _tolerance(metric: str, base_mean: float, n: int, acc_tolerance: float | None) -> float:
+    bounded = metric_direction(metric) > 0  # accuracies and F1 live in [0, 1]
+    if bounded and acc_tolerance is not None:
+        return acc_tolerance
+    if n >= 2:
+        return 0.0  # the bootstrap CI is the slack
+    return SINGLE_SEED_TOLERANCE * (1.0 if bounded else abs(base_mean))
+
+
+def _exact(name: str, metric: str, b: pd.DataFrame, c: pd.DataFrame) -> tuple[dict, Problem | None]:
+    """Seed-by-seed: the same cell must give the same value; worse on any seed is a regression."""
+    column, sign = f"final.{metric}", metric_direction(metric)
+    base = dict(zip(b["cell"], _numeric(b[column]), strict=True))
+    cur = dict(zip(c["cell"], _numeric(c[column]), strict=True))
+    worse, better = [], []
+    for cell in base.keys() & cur.keys():
+        x, y = base[cell], cur[cell]
+        if (math.isnan(x) and math.isnan(y)) or x == y:
+            continue
+        if math.isnan(y) or (not math.isnan(x) and sign * (y - x) < 0):
+            worse.append(cell)
+        else:
+            better.append(cell)
+    verdict = "worse" if worse else ("better" if better else "same")
+    detail = {"metric": metric, "mode": "exact", "verdict": verdict, "worse": sorted(worse)}
+    problem = None
+    if worse:
+        b_mean, c_mean = _mean(b[column]), _mean(c[column])
+        problem = (
+            metric,
+            f"{name}: {metric} worse on {len(worse)} of {len(base.keys() & cur.keys())} seed(s) "
+            f"under a deterministic budget (exact; mean {b_mean:.6g} -> {c_mean:.6g})",
         )
-        problems.append(("accuracy", message))
-    if time > time_ratio and resources_comparable:
-        basis = "calibrated" if calibrated else "raw, no calibration_s"
-        problems.append(("time", f"{name}: time ×{time:.2f} ({basis}) > ×{time_ratio:g}"))
-    if memory > memory_ratio and resources_comparable:
-        problems.append(("memory", f"{name}: peak RSS ×{memory:.2f} > ×{memory_ratio:g}"))
-    row = {
-        "n_base": base["n"],
-        "n_current": cur["n"],
-        "acc_base": base["acc"],
-        "acc_base_low": base["acc_low"],
-        "acc_current": cur["acc"],
-        "acc_tolerance": tolerance,
-        "time_ratio": time,
-        "time_basis": "–" if math.isnan(time) else ("calibrated" if calibrated else "raw"),
-        "overrun_base": base["overrun_s"],  # informational, never a regression
-        "overrun_current": cur["overrun_s"],
-        "memory_ratio": memory,
+    return detail, problem
+
+
+def _interval(
+    name: str, metric: str, b: pd.DataFrame, c: pd.DataFrame, acc_tolerance: float | None
+) -> tuple[dict, Problem | None]:
+    """The current mean against the baseline's 95 % bootstrap CI, on the worse side only."""
+    column, sign = f"final.{metric}", metric_direction(metric)
+    mean, low, high = bootstrap_ci(_numeric(b[column]))
+    current = _mean(c[column])
+    n = min(int(_numeric(b[column]).notna().sum()), int(_numeric(c[column]).notna().sum()))
+    tolerance = _tolerance(metric, mean, n, acc_tolerance)
+    bound = low - tolerance if sign > 0 else high + tolerance
+    worse = current < bound if sign > 0 else current > bound  # False when either is NaN
+    # A mean of equal values can differ from them in the last bit: that is not a regression.
+    worse = worse and not math.isclose(current, bound, rel_tol=1e-9, abs_tol=1e-12)
+    detail = {"metric": metric, "mode": "interval", "verdict": "worse" if worse else "within"}
+    detail.update(base=mean, base_low=low, base_high=high, tolerance=tolerance)
+    problem = None
+    if worse:
+        side = "low" if sign > 0 else "high"
+        sign_text = "-" if sign > 0 else "+"
+        problem = (
+            metric,
+            f"{name}: {metric} {current:.6g} {'<' if sign > 0 else '>'} baseline CI {side} "
+            f"{low if sign > 0 else high:.6g} {sign_text} tolerance {tolerance:.3g}",
+        )
+    return detail, problem
+
+
+def _config(cells: pd.DataFrame) -> set[str]:
+    """What a row's cells were configured with: budgets and parameters."""
+    keys = ["budget.cost", "budget.seconds", "budget.steps", "task_params", "strategy_params"]
+    return {
+        json.dumps({k: (None if _isnan(r[k]) else r[k]) for k in keys}, sort_keys=True)
+        for _, r in cells.iterrows()
     }
-    return row, problems
+
+
+def _isnan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+@dataclass
+class _Gates:
+    """Which resource gates apply, decided once for the two sides."""
+
+    time: bool
+    memory_device: bool
+    exact_env: bool
+    time_ratio: float
+    memory_ratio: float
+    acc_tolerance: float | None
+
+
+def _compare_row(
+    name: str, b: pd.DataFrame, c: pd.DataFrame, gates: _Gates
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[Problem]]:
+    """One table row, its per-metric details and the regressions it shows (ok cells only)."""
+    b, c = b[b["status"] == "ok"], c[c["status"] == "ok"]
+    row: dict[str, Any] = {"n_base": len(b), "n_current": len(c)}
+    problems: list[Problem] = []
+    details: list[dict[str, Any]] = []
+    same_config = _config(b) == _config(c)
+    if b.empty or c.empty:
+        mode = "–"
+    elif not same_config:
+        mode = "config differs"
+    else:
+        exact = gates.exact_env and _deterministic(b) and _deterministic(c)
+        mode = "exact" if exact else "interval"
+        for metric in _metric_names(b, c):
+            if exact:
+                detail, problem = _exact(name, metric, b, c)
+            else:
+                detail, problem = _interval(name, metric, b, c, gates.acc_tolerance)
+            detail.update(current=_mean(c[f"final.{metric}"]))
+            detail.setdefault("base", _mean(b[f"final.{metric}"]))
+            details.append(detail)
+            if problem:
+                problems.append(problem)
+    row["mode"] = mode
+    row["metrics_checked"] = len(details)
+    row["metrics_worse"] = ", ".join(d["metric"] for d in details if d["verdict"] == "worse")
+    row["metrics_changed"] = ", ".join(d["metric"] for d in details if d["verdict"] == "better")
+    primary = next((d for d in details if d["metric"] == "regret"), None) or next(
+        (d for d in details if d["metric"] == "test_acc"), details[0] if details else None
+    )
+    row["primary"] = primary["metric"] if primary else "–"
+    row["primary_base"] = primary["base"] if primary else math.nan
+    row["primary_current"] = primary["current"] if primary else math.nan
+    # Backward-compatible accuracy columns, for readers of the table.
+    row["acc_base"] = _mean(b["final.test_acc"]) if "final.test_acc" in b else math.nan
+    row["acc_current"] = _mean(c["final.test_acc"]) if "final.test_acc" in c else math.nan
+
+    base_cal, cur_cal = _median(b["calibration_s"]), _median(c["calibration_s"])
+    calibrated = base_cal > 0 and cur_cal > 0  # False for NaN
+    if calibrated:
+        time = _ratio(
+            _mean(c["resources.wall_s"]) / cur_cal, _mean(b["resources.wall_s"]) / base_cal
+        )
+    else:
+        time = _ratio(_mean(c["resources.wall_s"]), _mean(b["resources.wall_s"]))
+    row["time_ratio"] = time
+    gated_time = gates.time and calibrated and same_config
+    row["time_basis"] = ("–" if math.isnan(time) else ("calibrated" if calibrated else "raw")) + (
+        "" if gated_time or math.isnan(time) else ", not comparable"
+    )
+    if gated_time and time > gates.time_ratio:
+        problems.append(("time", f"{name}: time ×{time:.2f} (calibrated) > ×{gates.time_ratio:g}"))
+
+    added_b = _numeric(b.get("resources.added_rss_mb", pd.Series(math.nan, index=b.index)))
+    added_c = _numeric(c.get("resources.added_rss_mb", pd.Series(math.nan, index=c.index)))
+    has_added = len(b) and len(c) and added_b.notna().all() and added_c.notna().all()
+    row["added_mb_base"] = _mean(added_b) if has_added else math.nan
+    row["added_mb_current"] = _mean(added_c) if has_added else math.nan
+    memory = _ratio(row["added_mb_current"], row["added_mb_base"])
+    row["memory_ratio"] = memory
+    gated_memory = bool(has_added) and gates.memory_device and same_config
+    row["memory_basis"] = "added" if gated_memory else "not comparable"
+    grown = row["added_mb_current"] - row["added_mb_base"]
+    if gated_memory and memory > gates.memory_ratio and grown > MEMORY_FLOOR_MB:
+        problems.append(
+            (
+                "memory",
+                f"{name}: memory added by the cell ×{memory:.2f} "
+                f"({row['added_mb_base']:.0f} -> {row['added_mb_current']:.0f} MB) "
+                f"> ×{gates.memory_ratio:g}",
+            )
+        )
+    row["overrun_base"] = _mean(b["resources.overrun_s"])  # informational, never a regression
+    row["overrun_current"] = _mean(c["resources.overrun_s"])
+    return row, details, problems
 
 
 def _cell_problems(base: pd.DataFrame, cur: pd.DataFrame) -> dict[tuple[str, str], list[Problem]]:
@@ -159,108 +384,196 @@ def compare(
     acc_tolerance: float | None = None,
     time_ratio: float = 1.5,
     memory_ratio: float = 1.5,
+    allow_different_suites: bool = False,
 ) -> CompareResult:
     """Compare a current results directory against a baseline one.
 
-    Per task × strategy (ok cells only):
-    - accuracy regresses when the current mean test accuracy falls below the baseline's 95 %
-      bootstrap CI lower bound minus `acc_tolerance` (default 0.0 when both sides have >= 2
-      seeds, `SINGLE_SEED_TOLERANCE` when a side has one);
-    - time regresses when (current mean wall_s / current calibration_s) over (baseline mean wall_s
-      / baseline calibration_s) exceeds `time_ratio`; without calibration_s on either side the
-      raw times are compared and the table's time_basis says "raw";
-    - memory regresses when the mean peak_rss_mb ratio exceeds `memory_ratio`.
-    A cell present in the baseline but missing in current, or ok there but failed here, is a
-    regression too. Pairs only in current are listed as "new". The mean overrun_s of each side
-    (seconds past a seconds budget) is in the table, for information only.
+    Per task × strategy (ok cells only), for every final metric with a direction
+    (`metric_direction`: accuracies and F1 higher is better; losses and regret lower):
+    - exact mode (deterministic budgets on both sides, same torch build, device and threads): a
+      cell whose value is worse than the same cell's in the baseline is a regression;
+    - interval mode otherwise: the current mean beyond the baseline's 95 % bootstrap CI on the
+      worse side, by more than a tolerance (0 with >= 2 seeds; with one seed
+      `SINGLE_SEED_TOLERANCE`, absolute for accuracy-like metrics, relative for the others;
+      `acc_tolerance` overrides it for accuracy-like metrics);
+    - time regresses when (current mean wall_s / calibration_s) over the baseline's exceeds
+      `time_ratio`, gated only when the environments and calibration versions match;
+    - memory regresses when the mean `resources.added_rss_mb` grows by more than `memory_ratio`
+      and by more than `MEMORY_FLOOR_MB`, gated when both sides have it on the same device kind.
+    A row whose budgets or parameters differ between the sides is shown as "config differs" and
+    not gated. A cell present in the baseline but missing in current, or ok there but failed
+    here, is a regression. Pairs only in current are listed as "new".
+    Raises `SuiteMismatch` when the suites differ and `allow_different_suites` is False.
     """
     base, cur = load_runs(baseline_dir), load_runs(current_dir)
+    sides = {
+        "baseline": _describe_side(baseline_dir, base),
+        "current": _describe_side(current_dir, cur),
+    }
+    base_suites, cur_suites = set(base["suite"].dropna()), set(cur["suite"].dropna())
+    notes = []
+    if base_suites != cur_suites:
+        if not allow_different_suites:
+            raise SuiteMismatch(
+                f"baseline {baseline_dir} is suite {sides['baseline']['suite']}, current "
+                f"{current_dir} is suite {sides['current']['suite']}: not the same experiment "
+                "(--allow-different-suites compares the cells they share anyway)"
+            )
+        notes.append(
+            f"different suites compared on request: {sides['baseline']['suite']} -> "
+            f"{sides['current']['suite']}"
+        )
     base_env, cur_env = _environment(base), _environment(cur)
-    comparable = base_env == cur_env
+    same_env = base_env == cur_env and len(base_env) == 1
+    same_calibration = _calibration_versions(base) == _calibration_versions(cur)
+    gates = _Gates(
+        time=same_env and same_calibration,
+        memory_device=_device_kinds(base) == _device_kinds(cur),
+        exact_env=same_env,
+        time_ratio=time_ratio,
+        memory_ratio=memory_ratio,
+        acc_tolerance=acc_tolerance,
+    )
     cell_problems = _cell_problems(base, cur)
     keys = list(dict.fromkeys(zip(base["task"], base["strategy"], strict=True)))
     keys += [
         k for k in dict.fromkeys(zip(cur["task"], cur["strategy"], strict=True)) if k not in keys
     ]
-    rows, regressions = [], []
+    rows, regressions, metrics = [], [], {}
     for task, strategy in keys:
         name = f"{task}/{strategy}"
         b = base[(base["task"] == task) & (base["strategy"] == strategy)]
         c = cur[(cur["task"] == task) & (cur["strategy"] == strategy)]
-        row, problems = _compare_row(
-            name, _side(b), _side(c), acc_tolerance, time_ratio, memory_ratio, comparable
-        )
+        row, details, problems = _compare_row(name, b, c, gates)
         problems = cell_problems.get((task, strategy), []) + problems
         kinds = list(dict.fromkeys(kind for kind, _ in problems))
         status = "new" if b.empty else ("REGRESSION: " + ", ".join(kinds) if kinds else "ok")
+        if status == "ok" and row["mode"] == "config differs":
+            status = "not comparable: config differs"
         rows.append({"task": task, "strategy": strategy, **row, "status": status})
         regressions += [message for _, message in problems]
-    notes = []
-    if not comparable:
-        notes.append(
-            f"time and memory shown, not gated: the baseline ran with {_describe(base_env)}, "
-            f"the current run with {_describe(cur_env)}"
-        )
+        metrics[name] = details
     table = pd.DataFrame(rows)
-    if len(table) and (table["time_basis"] == "raw").any():
-        notes.append("calibration_s missing on a side: times compared raw (time_basis = raw)")
-    return CompareResult(table, regressions, notes, time_ratio, memory_ratio)
+    if not gates.time:
+        why = (
+            f"the baseline ran with {_describe(base_env)}, "
+            f"the current run with {_describe(cur_env)}"
+            if not same_env
+            else "the calibration workloads differ (a newer hobench measures a longer one)"
+        )
+        notes.append(f"time shown, not gated: {why}")
+    if not gates.exact_env:
+        notes.append("metrics compared by interval, not exactly: the environments differ")
+    if len(table) and (table["memory_basis"] == "not comparable").any():
+        notes.append(
+            "memory not gated where a side lacks resources.added_rss_mb (older records) "
+            "or the device kinds differ"
+        )
+    if len(table) and (table["mode"] == "config differs").any():
+        notes.append("rows marked 'config differs' ran with other budgets or parameters: not gated")
+    if len(table) and table["time_basis"].str.startswith("raw").any():
+        notes.append("calibration_s missing on a side: times compared raw, not gated")
+    changed = [f"{r['task']}/{r['strategy']}" for r in rows if r["metrics_changed"]]
+    if changed:
+        notes.append(
+            "better than an exact baseline (behaviour changed; regenerate the baseline): "
+            + ", ".join(changed)
+        )
+    return CompareResult(
+        table,
+        regressions,
+        notes,
+        time_ratio,
+        memory_ratio,
+        sides,
+        _differences(sides["baseline"], sides["current"]),
+        metrics,
+    )
 
+
+def _describe(environments: set[tuple[Any, ...]]) -> str:
+    return "; ".join(
+        f"torch {torch}, {device}, {threads} thread(s)"
+        for torch, device, threads in sorted(environments, key=str)
+    )
+
+
+# -- output -------------------------------------------------------------------------------------
 
 COLUMNS = (
     ("task", "task"),
     ("strategy", "strategy"),
     ("seeds", "seeds b/c"),
-    ("acc_base", "acc base %"),
-    ("acc_base_low", "CI low %"),
-    ("acc_current", "acc now %"),
-    ("acc_tolerance", "tol %"),
+    ("mode", "metrics mode"),
+    ("primary", "metric"),
+    ("primary_base", "base"),
+    ("primary_current", "now"),
+    ("checked", "checked/worse"),
     ("time_ratio", "time ×"),
     ("time_basis", "time basis"),
     ("overrun", "overrun s b/c"),
-    ("memory_ratio", "RSS ×"),
+    ("memory", "added MB b/c"),
     ("status", "status"),
 )
 
 
-def _overrun_text(seconds: float) -> str:
-    return "–" if math.isnan(seconds) else f"{seconds:.1f}"
+def _number(value: float, digits: str = ".4g") -> str:
+    return "–" if value is None or math.isnan(value) else format(value, digits)
 
 
 def _cell(key: str, row: pd.Series) -> str:
     if key == "seeds":
         return f"{row['n_base']}/{row['n_current']}"
     if key == "overrun":
-        return f"{_overrun_text(row['overrun_base'])}/{_overrun_text(row['overrun_current'])}"
+        return f"{_number(row['overrun_base'], '.1f')}/{_number(row['overrun_current'], '.1f')}"
+    if key == "memory":
+        return f"{_number(row['added_mb_base'], '.0f')}/{_number(row['added_mb_current'], '.0f')}"
+    if key == "checked":
+        worse = row["metrics_worse"]
+        return f"{row['metrics_checked']}/{len(worse.split(', ')) if worse else 0}"
     value = row[key]
     if isinstance(value, str):
         return value
-    if math.isnan(value):
-        return "–"
-    if key.startswith("acc"):
-        return f"{100 * value:.2f}"
-    return f"{value:.2f}"
+    return _number(value, ".2f" if key == "time_ratio" else ".4g")
+
+
+def format_header(result: CompareResult) -> list[str]:
+    """Who is compared with whom: suite, versions and machine of each side, and what differs."""
+    lines = []
+    for label, side in result.sides.items():
+        lines.append(
+            f"{label + ':':<10}{side['path']}  suite {side['suite']}, {side['ok']}/{side['cells']} "
+            f"ok; hobench {side['hobench']} @ {side['git commit']}; python {side['python']}, "
+            f"torch {side['torch']}; {side['device']} ({side['device name']}), "
+            f"{side['threads']} thread(s)"
+        )
+    if result.differences:
+        lines.append("differs:  " + "; ".join(result.differences))
+    return lines
 
 
 def format_compare(result: CompareResult) -> str:
-    """The comparison as a fixed-width terminal table, then the regressions and notes."""
+    """The header, the comparison as a fixed-width table, then the regressions and notes."""
     header = [label for _, label in COLUMNS]
     body = [[_cell(key, row) for key, _ in COLUMNS] for _, row in result.table.iterrows()]
     widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    text_columns = {0, 1, 3, 4, 9, len(header) - 1}
 
     def line(cells: list[str]) -> str:
         return "  ".join(
-            c.ljust(w) if i < 2 or i == len(cells) - 1 else c.rjust(w)
+            c.ljust(w) if i in text_columns else c.rjust(w)
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         ).rstrip()
 
-    lines = [line(header), line(["-" * w for w in widths]), *(line(cells) for cells in body)]
+    lines = format_header(result) if result.sides else []
+    lines += ["", line(header), line(["-" * w for w in widths]), *(line(cells) for cells in body)]
     lines.append("")
     lines.append(
-        f"Checks: accuracy below baseline CI low - tol; time ratio > ×{result.time_ratio:g} "
-        f"(wall_s / calibration_s); peak RSS ratio > ×{result.memory_ratio:g}; missing or "
-        "newly failed cells. Overrun (mean seconds past a seconds budget, baseline/current) is "
-        "shown, not checked."
+        "Checks: every final metric (exact under deterministic budgets on the same build, else "
+        f"against the baseline CI); time ratio > ×{result.time_ratio:g} (wall_s / calibration_s, "
+        f"same build, device and threads only); memory added by a cell > ×{result.memory_ratio:g}"
+        f" and > {MEMORY_FLOOR_MB:g} MB; missing or newly failed cells. Overrun (mean seconds "
+        "past a seconds budget, baseline/current) is shown, not checked."
     )
     if result.regressions:
         lines.append(f"{len(result.regressions)} regression(s):")
@@ -269,3 +582,39 @@ def format_compare(result: CompareResult) -> str:
         lines.append("No regressions.")
     lines += [f"Note: {note}" for note in result.notes]
     return "\n".join(lines)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: NaN becomes null, numpy scalars plain numbers."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def compare_json(result: CompareResult) -> str:
+    """The comparison as one JSON document (for CI bots and dashboards)."""
+    rows = []
+    for record in result.table.to_dict(orient="records"):
+        record["metrics"] = result.metrics.get(f"{record['task']}/{record['strategy']}", [])
+        rows.append(record)
+    document = {
+        "ok": result.ok,
+        "baseline": result.sides.get("baseline"),
+        "current": result.sides.get("current"),
+        "differences": result.differences,
+        "thresholds": {
+            "time_ratio": result.time_ratio,
+            "memory_ratio": result.memory_ratio,
+            "memory_floor_mb": MEMORY_FLOOR_MB,
+        },
+        "rows": rows,
+        "regressions": result.regressions,
+        "notes": result.notes,
+    }
+    return json.dumps(_plain(document), indent=2)

@@ -142,8 +142,10 @@ def rank_sets(runs: pd.DataFrame) -> list[RankSet]:
     candidates = [(everywhere, tasks), (strategies, full_tasks)]
     sets: list[RankSet] = []
     for members, over in candidates:
-        if len(members) < 2 or not over or any(
-            members == s.strategies and over == s.tasks for s in sets
+        if (
+            len(members) < 2
+            or not over
+            or any(members == s.strategies and over == s.tasks for s in sets)
         ):
             continue
         sets.append(_rank_set(ok, members, over))

@@ -154,6 +154,9 @@ class RandomSearch(OptunaStrategy):
 
 @STRATEGIES.register("tpe")
 class TPE(OptunaStrategy):
+    """Optuna's Tree-structured Parzen Estimator: random for the first `n_startup_trials`, then
+    samples where a density model of the good trials beats that of the bad ones."""
+
     domains = {"n_startup_trials": Interval(0, integer=True)}
 
     def __init__(self, n_startup_trials: int = 5, multivariate: bool = True) -> None:
@@ -167,6 +170,9 @@ class TPE(OptunaStrategy):
 
 @STRATEGIES.register("gp")
 class GaussianProcess(OptunaStrategy):
+    """Optuna's Gaussian-process Bayesian optimization (GPSampler): random for the first
+    `n_startup_trials`, then the maximiser of an acquisition function on a GP of the trials."""
+
     domains = {"n_startup_trials": Interval(0, integer=True)}
 
     def __init__(self, n_startup_trials: int = 5) -> None:
@@ -178,12 +184,18 @@ class GaussianProcess(OptunaStrategy):
 
 @STRATEGIES.register("qmc")
 class QuasiMonteCarlo(OptunaStrategy):
+    """Optuna's quasi-Monte Carlo sampler: a scrambled Sobol sequence, which covers the space
+    more evenly than random search for the same number of evaluations."""
+
     def make_sampler(self, space, budget, task, seed):
         return optuna.samplers.QMCSampler(seed=seed, scramble=True)
 
 
 @STRATEGIES.register("cmaes")
 class CmaEs(OptunaStrategy):
+    """Optuna's CMA-ES sampler: an evolution strategy that adapts a Gaussian's mean and
+    covariance to the best trials (needs the `cmaes` package)."""
+
     @classmethod
     def check_params(cls, params):
         try:

@@ -147,11 +147,19 @@ def hyper_optimizer(problem: GradientProblem, hyper_lr: float) -> HyperOptimizer
 
 @STRATEGIES.register("reverse-hg")
 class ReverseHG(HypergradientDescent):
+    """Reverse-HG (paper section 3.1): hypergradient descent with the exact hypergradient of the
+    validation loss after T training steps, by reverse mode over the stored trajectory; time
+    independent of the number of hyperparameters, memory of T states."""
+
     mode = "reverse"
 
 
 @STRATEGIES.register("forward-hg")
 class ForwardHG(HypergradientDescent):
+    """Forward-HG (paper section 3.2): hypergradient descent with the same hypergradient as
+    Reverse-HG, by forward mode (carrying ds/dλ along training); no trajectory stored, time
+    growing with the number of hyperparameters."""
+
     mode = "forward"
 
 

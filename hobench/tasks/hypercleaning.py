@@ -72,6 +72,10 @@ def f1_score(predicted: np.ndarray, actual: np.ndarray) -> float:
 
 @TASKS.register("hypercleaning")
 class HyperCleaning(Task):
+    """Data hyper-cleaning (paper section 5.1): one weight per training example of a half
+    corrupted set; keep the examples with λ_i > 0, retrain, report test accuracy and the F1 of
+    finding the corrupted examples."""
+
     final_protocol_is_plain_training = False
     domains = {
         "source": SOURCE,

@@ -38,6 +38,9 @@ def _orthogonal_design(n: int, d: int, gen: torch.Generator, dtype) -> torch.Ten
 
 @TASKS.register("ridge")
 class Ridge(Task):
+    """Ridge regression with one L2 weight per feature group and a closed-form optimum λ*:
+    every strategy is scored by its regret f(λ) − f(λ*) (lower is better)."""
+
     domains = {
         **dict.fromkeys(("groups", "features_per_group", "n_train", "n_val", "n_test"), COUNT),
         "noise": Interval(0),

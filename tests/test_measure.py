@@ -1,0 +1,57 @@
+"""The calibration workload that times are divided by: long enough and repeated enough to be
+stable, and reused briefly rather than re-measured for every suite run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hobench.harness import measure
+
+# The median absolute deviation of the repeats relative to their median. An idle machine gives
+# about 1 %, a 2-core machine at load 6 about 2 %; the gate's time ratio is 1.5, so a divisor this
+# stable cannot fake a regression or hide one.
+MAX_SPREAD = 0.1
+
+
+def test_calibration_is_long_enough_and_stable() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the suites run their cells (and calibrate)
+    try:
+        calibration = measure.measure_calibration()
+    finally:
+        torch.set_num_threads(before)
+    assert len(calibration.repeats) == measure.CALIBRATION_REPEATS >= 5
+    # each repeat timed whole units for at least 0.5 s (the last repeat may run a bit faster)
+    assert calibration.units * calibration.unit_s >= 0.9 * measure.CALIBRATION_MIN_S >= 0.45
+    assert calibration.spread < MAX_SPREAD, calibration.repeats
+
+
+def test_calibration_is_reused_from_the_cache(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+
+    def fake_measure() -> measure.Calibration:
+        calls.append(1)
+        return measure.Calibration(0.042, 12, [0.041, 0.042, 0.043])
+
+    monkeypatch.setattr(measure, "measure_calibration", fake_measure)
+    assert measure.calibrate() == 0.042
+    assert measure.calibrate() == 0.042
+    assert len(calls) == 1  # the second run reused the first's measurement
+    cache = tmp_path / "hobench" / "calibration.json"
+    entries = json.loads(cache.read_text())
+    (key,) = entries
+    entries[key]["at"] -= measure.CALIBRATION_CACHE_S + 1  # too old now
+    cache.write_text(json.dumps(entries))
+    assert measure.calibrate() == pytest.approx(0.042)
+    assert len(calls) == 2
+
+
+def test_manifest_names_its_calibration_version(monkeypatch) -> None:
+    monkeypatch.setattr(measure, "calibrate", lambda: 0.5)
+    manifest = measure.manifest("cpu", threads=1)
+    assert manifest["calibration_s"] == 0.5
+    assert manifest["calibration_version"] == measure.CALIBRATION_VERSION == 2
