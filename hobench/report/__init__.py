@@ -11,7 +11,7 @@ from hobench.report.plots import (
     plot_lambdas,
     plot_memory,
 )
-from hobench.report.stats import bootstrap_ci, mean_rank
+from hobench.report.stats import bootstrap_ci, paired_vs_best, rank_sets, t_interval
 from hobench.report.tables import (
     Table,
     all_tables,
@@ -38,13 +38,15 @@ __all__ = [
     "hypercleaning_tables",
     "load_runs",
     "load_trajectories",
-    "mean_rank",
     "plot_accuracy_vs_time",
     "plot_anytime",
     "plot_lambdas",
+    "paired_vs_best",
     "plot_memory",
+    "rank_sets",
     "rank_table",
     "read_records",
+    "t_interval",
     "task_table",
     "to_html",
     "to_latex",

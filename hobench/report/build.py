@@ -6,11 +6,15 @@ A report never trains: it reads `runs.jsonl` and nothing else, so it can be rebu
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from hobench.harness.store import SUITE_FILE
+from hobench.report.critical_difference import critical_difference_figures
+from hobench.report.engine import engine_table
 from hobench.report.errors import ReportError
 from hobench.report.html import (
     Block,
@@ -22,6 +26,7 @@ from hobench.report.html import (
 )
 from hobench.report.load import read_records, runs_frame, runs_path, trajectories_frame
 from hobench.report.plots import all_figures
+from hobench.report.stats import rank_sets
 from hobench.report.tables import COST_MODEL_NAME, Table, all_tables, to_latex, to_markdown
 
 REPORT_DIR = "report"
@@ -68,9 +73,14 @@ def report_title(runs: pd.DataFrame) -> str:
 
 
 def report_blocks(
-    runs: pd.DataFrame, tables: Sequence[Table], figures: Sequence[tuple[Path, str]], source: Path
+    runs: pd.DataFrame,
+    tables: Sequence[Table],
+    figures: Sequence[tuple[Path, str]],
+    source: Path,
+    rank_figures: Sequence[tuple[Path, str]] = (),
 ) -> list[Block]:
-    """The report's content, in order, for both the Markdown and the HTML rendering."""
+    """The report's content, in order, for both the Markdown and the HTML rendering: the
+    suite's own results first, paper tables (when the suite asks for them) last."""
     n_ok = int((runs["status"] == "ok").sum())
     failed = runs[runs["status"] == "failed"]
     blocks: list[Block] = [
@@ -83,18 +93,18 @@ def report_blocks(
         blocks.append(Heading("Failed cells"))
         pairs = zip(failed["cell"], failed["error"], strict=True)
         blocks.append(BulletList(tuple(f"{cell}: {_one_line(error)}" for cell, error in pairs)))
+    ranks = [t for t in tables if t.name.startswith("ranks")]
     sections = (
-        ("Paper tables", [t for t in tables if t.name.startswith("paper-")]),
         ("Results per task", [t for t in tables if t.name.startswith("task-")]),
-        ("Mean rank across tasks", [t for t in tables if t.name == "mean-rank"]),
+        ("Ranks across tasks", [*ranks, *(FigureBlock(p, c) for p, c in rank_figures)]),
+        ("Engine: time and extra memory", [t for t in tables if t.name == "engine"]),
         ("Cost model check", [t for t in tables if t.name == COST_MODEL_NAME]),
+        ("Figures", [FigureBlock(path, caption) for path, caption in figures]),
+        ("Paper tables", [t for t in tables if t.name.startswith("paper-")]),
     )
     for title, members in sections:
         if members:
             blocks += [Heading(title), *members]
-    if figures:
-        blocks.append(Heading("Figures"))
-        blocks += [FigureBlock(path, caption) for path, caption in figures]
     return blocks
 
 
@@ -141,11 +151,28 @@ def write_tables(tables: Sequence[Table], directory: Path) -> list[Path]:
     return written
 
 
-def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+def suite_paper_tables(results_dir: Path) -> tuple[str, ...]:
+    """The paper tables the run's suite asks for (`paper_tables` in the `suite.toml` a run
+    keeps beside its results); none when there is no such file."""
+    path = results_dir / SUITE_FILE
+    if not path.is_file():
+        return ()
+    try:
+        value = tomllib.loads(path.read_text(encoding="utf-8")).get("paper_tables", [])
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ReportError(f"{path}: unreadable suite copy ({exc}); delete it or rerun") from None
+    return tuple(str(name) for name in value) if isinstance(value, list) else ()
+
+
+def write_report(
+    results_dir: str | Path, out_dir: str | Path | None = None, engine: str | Path | None = None
+) -> Path:
     """Write tables, figures, REPORT.md and a self-contained index.html; return index.html's path.
 
     `results_dir` is a results directory holding `runs.jsonl` (or that file itself); the report
-    goes to `results_dir/report/` unless `out_dir` is given. Raises `ReportError` on bad results.
+    goes to `results_dir/report/` unless `out_dir` is given. `engine`: an engine-benchmark
+    summary (results/engine-bench.json) whose time and extra-memory figures the report shows.
+    Raises `ReportError` on bad results.
     """
     source = runs_path(results_dir)
     records = read_records(source)
@@ -153,11 +180,16 @@ def write_report(results_dir: str | Path, out_dir: str | Path | None = None) -> 
         raise ReportError(f"{source}: no cell records; run a suite into it first")
     runs, trajectories = runs_frame(records), trajectories_frame(records)
     out = Path(out_dir) if out_dir is not None else source.parent / REPORT_DIR
-    tables = all_tables(runs)
+    tables = all_tables(runs, suite_paper_tables(source.parent))
+    if engine is not None:
+        tables.append(engine_table(Path(engine)))
     write_tables(tables, out / "tables")
-    figures = all_figures(runs, trajectories, _clear(out / "figures", ("*.png",)))
+    figure_dir = _clear(out / "figures", ("*.png",))
+    figures = all_figures(runs, trajectories, figure_dir)
+    rank_figures = critical_difference_figures(rank_sets(runs), figure_dir)
     # A relative source keeps committed reports free of machine-specific absolute paths.
-    blocks = report_blocks(runs, tables, figures, Path(os.path.relpath(source, out)))
+    relative = Path(os.path.relpath(source, out))
+    blocks = report_blocks(runs, tables, figures, relative, rank_figures)
     (out / "REPORT.md").write_text(render_markdown(blocks, out), encoding="utf-8")
     index = out / "index.html"
     index.write_text(render_page(report_title(runs), blocks), encoding="utf-8")

@@ -45,6 +45,7 @@ NUMERIC_COLUMNS = (
     "final.val_acc",
     "final.regret",
     "final.f1",
+    "final.n_test",
     "resources.wall_s",
     "resources.overrun_s",
     "resources.inner_steps",
@@ -55,6 +56,8 @@ NUMERIC_COLUMNS = (
     "resources.unit_cost",
     "resources.unit_s",
     "resources.peak_rss_mb",
+    "resources.baseline_rss_mb",
+    "resources.added_rss_mb",
     "resources.cuda_peak_mb",
     "calibration_s",
 )

@@ -39,9 +39,9 @@ def t_interval(
     mean = float(x.mean())
     if x.size < 2:
         return mean, math.nan, math.nan
-    sem = float(scipy_stats.sem(x))
-    if sem == 0.0:
+    if np.all(x == x[0]):
         return mean, mean, mean
+    sem = float(scipy_stats.sem(x))
     low, high = scipy_stats.t.interval(level, x.size - 1, loc=mean, scale=sem)
     return mean, float(low), float(high)
 
@@ -219,28 +219,3 @@ def bootstrap_ci(
 def lower_is_better(runs: pd.DataFrame) -> bool:
     """Whether a task's cells are ranked by regret (any non-null) rather than test accuracy."""
     return bool(runs["final.regret"].notna().any())
-
-
-def mean_rank(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean rank of each strategy across tasks (1 = best), from the ok cells of `runs`.
-
-    Per task, strategies are ranked by their mean over seeds of the final test accuracy (higher
-    is better) or, where the task reports any regret, of the regret (lower is better); ties get
-    the average of the tied ranks. Returns one row per strategy (index) with a column per task
-    (its rank there, NaN where it has no ok cell), `mean_rank` over the tasks it was ranked on,
-    and `n_tasks`; sorted by mean rank. A strategy missing on a task is not ranked there rather
-    than ranked last, so compare `n_tasks` before comparing mean ranks.
-    """
-    ok = runs[runs["status"] == "ok"]
-    ranks: dict[str, pd.Series] = {}
-    for task, cells in ok.groupby("task", sort=False):
-        by_regret = lower_is_better(cells)
-        metric = "final.regret" if by_regret else "final.test_acc"
-        means = cells.groupby("strategy", sort=False)[metric].mean()
-        ranks[str(task)] = means.rank(ascending=by_regret, method="average")
-    table = pd.DataFrame(ranks)
-    tasks = list(ranks)
-    table["mean_rank"] = table[tasks].mean(axis=1) if tasks else pd.Series(dtype=float)
-    table["n_tasks"] = table[tasks].notna().sum(axis=1).astype(int)
-    table.index.name = "strategy"
-    return table.sort_values("mean_rank", kind="stable")

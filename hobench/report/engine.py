@@ -1,0 +1,56 @@
+"""The engine benchmarks' summary (`make bench-engine` writes results/engine-bench.json) as a
+report table: time and extra peak memory of each hypergradient engine against plain training,
+measured side by side in one run, beside the suite's own numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hobench.report.errors import ReportError
+from hobench.report.tables import DASH, Table
+
+
+def _number(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    return format(value, spec)
+
+
+def engine_table(path: Path) -> Table:
+    """One row per engine case of the summary at `path`; raises ReportError when unreadable."""
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        cases, meta = summary["cases"], summary["meta"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ReportError(
+            f"{path}: not an engine-benchmark summary ({type(exc).__name__}: {exc}); "
+            "run `make bench-engine` to write it, or leave out --engine"
+        ) from None
+    header = ["case", "median (s)", "× plain training", "extra peak memory (MB)"]
+    rows = [
+        [
+            str(case["case"]),
+            _number(case.get("median_s"), ".3f"),
+            _number(case.get("ratio_to_plain"), ".2f"),
+            _number(case.get("extra_peak_mb"), ".1f"),
+        ]
+        for case in cases
+        if not case.get("skipped")
+    ]
+    caption = (
+        f"Engine benchmarks ({path.name}, commit {meta.get('git_commit', '?')}, "
+        f"{meta.get('date', '?')}): {meta.get('shape', '?')}, T = {meta.get('steps', '?')} "
+        f"steps, {meta.get('device', '?')}, torch {meta.get('versions', {}).get('torch', '?')}, "
+        f"{meta.get('torch_threads', '?')} threads. Median of rounds; × plain: over plain "
+        f"training ({summary.get('plain', '?')}); extra peak memory: the peak RSS a case adds "
+        "over the process before it, so Reverse-HG's stored trajectory and the peers' (torchopt, "
+        "higher) autograd graphs show. Regenerate with `make bench-engine`."
+    )
+    data = pd.DataFrame(cases).set_index("case")
+    title = "Engine: hypergradient time and extra memory"
+    return Table("engine", title, header, rows, caption, data)
