@@ -10,6 +10,7 @@ from hobench.report.plots import (
     plot_anytime,
     plot_lambdas,
     plot_memory,
+    plot_performance_profile,
 )
 from hobench.report.stats import bootstrap_ci, mean_rank
 from hobench.report.tables import (
@@ -43,6 +44,7 @@ __all__ = [
     "plot_anytime",
     "plot_lambdas",
     "plot_memory",
+    "plot_performance_profile",
     "rank_table",
     "read_records",
     "task_table",
