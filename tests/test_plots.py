@@ -27,7 +27,8 @@ from tests.report_fixture import BUDGET_COST, WITH_DEFAULT, make_records, write_
 
 
 def overlapping_texts(fig: Figure) -> list[tuple[str, str]]:
-    """Pairs of drawn texts whose boxes intersect, and legends that intersect an axes."""
+    """Pairs of drawn texts whose boxes intersect, legends that intersect an axes, and texts or
+    legends cut off at the figure's edge."""
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     hidden: set[int] = set()
@@ -54,7 +55,15 @@ def overlapping_texts(fig: Figure) -> list[tuple[str, str]]:
     def meet(a, b) -> bool:  # more than a pixel of common area
         return min(a.x1, b.x1) - max(a.x0, b.x0) > 1 and min(a.y1, b.y1) - max(a.y0, b.y0) > 1
 
-    pairs = []
+    page = fig.bbox
+    pairs = [
+        (name, "outside the figure")
+        for name, box in boxes
+        if box.x0 < page.x0 - 1
+        or box.x1 > page.x1 + 1
+        or box.y0 < page.y0 - 1
+        or box.y1 > page.y1 + 1
+    ]
     for (name_a, a), (name_b, b) in itertools.combinations(boxes, 2):
         if "axes" in (name_a, name_b) and "legend" not in (name_a, name_b):
             continue  # texts inside axes (tick labels outside, "not recorded" inside) are fine
@@ -64,7 +73,7 @@ def overlapping_texts(fig: Figure) -> list[tuple[str, str]]:
 
 
 def test_overlap_check_sees_collisions() -> None:
-    # The check itself can fail: crowded tick labels, and a legend inside the axes.
+    # The check itself can fail: crowded tick labels, a legend inside the axes, a cut-off text.
     fig = Figure(figsize=(2.0, 2.0))
     FigureCanvasAgg(fig)
     ax = fig.subplots()
@@ -72,8 +81,10 @@ def test_overlap_check_sees_collisions() -> None:
     ax.set_xticks(np.arange(50_000, 1_000_001, 50_000))
     ax.xaxis.set_major_formatter("{x:g}")
     ax.legend()
+    fig.text(0.9, 0.5, "cut off at the edge")
     pairs = overlapping_texts(fig)
     assert ("50000", "100000") in pairs and ("legend", "axes") in pairs
+    assert ("cut off at the edge", "outside the figure") in pairs
 
 
 def _fixture(tmp_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -132,7 +143,8 @@ def test_plain_number_ticks_stay_short() -> None:
 
 
 def _block_runs() -> pd.DataFrame:
-    # Task "acc": test errors 0.125, 0.25, 0.5 (seed 0, binary-exact); seed 1 has one strategy, so no block.
+    # Task "acc": test errors 0.125, 0.25, 0.5 (seed 0; binary-exact, so are the ratios); seed 1
+    # has one strategy, so it is no block.
     # Task "reg" reports regret: 0.0 and 0.5 (seed 0), 0.02 and 0.01 (seed 1).
     rows = [
         ("acc", 0, "a", 0.875, None),

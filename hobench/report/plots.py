@@ -79,7 +79,7 @@ def plain_number(value: float, _pos: object = None) -> str:
 
 
 def _log_scale(ax: Axes, which: str, values: np.ndarray) -> None:
-    """A log axis whose ticks cannot crowd: 1-2-5 steps over at most two decades, decades over
+    """A log axis whose ticks cannot crowd: 1-2-5 steps over at most three decades, decades over
     more, and evenly spaced plain numbers when the data spans less than one decade (where a log
     locator would leave a single tick or none)."""
     ax.set(**{f"{which}scale": "log"})
@@ -89,7 +89,7 @@ def _log_scale(ax: Axes, which: str, values: np.ndarray) -> None:
     if decades < 1:
         locator = mpl.ticker.MaxNLocator(nbins=5)
     else:
-        locator = mpl.ticker.LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 2 else (1.0,))
+        locator = mpl.ticker.LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,))
     axis.set_major_locator(locator)
     axis.set_major_formatter(mpl.ticker.FuncFormatter(plain_number))
     axis.set_minor_formatter(mpl.ticker.NullFormatter())
@@ -105,8 +105,11 @@ def _maybe_log_x(ax: Axes, values: np.ndarray) -> None:
 
 
 def _legend_below(fig: Figure, handles: list, labels: list[str], title: str) -> None:
-    # Outside the axes, so it can cover neither data nor titles, however many strategies.
-    fig.legend(handles, labels, title=title, loc="outside lower center", ncols=min(5, len(labels)))
+    # Outside the axes, so it can cover neither data nor titles, however many strategies; as
+    # many columns as the figure's width holds (about 6 pt a character, 45 pt for the handle).
+    column_pt = 6.0 * max(len(label) for label in labels) + 45.0
+    ncols = max(1, min(5, len(labels), int(72.0 * fig.get_figwidth() // column_pt)))
+    fig.legend(handles, labels, title=title, loc="outside lower center", ncols=ncols)
 
 
 # --- anytime curves ------------------------------------------------------------------------
@@ -170,13 +173,20 @@ def _has_regret(cells: pd.DataFrame) -> bool:
     return bool(cells["final.regret"].notna().any())
 
 
+LOG_Y_SPAN = 4.0  # a loss spanning more than this factor gets a log axis: early losses would
+# otherwise squeeze the later, close ones into a band at the bottom
+
+
 def anytime_metric(points: pd.DataFrame, task_has_regret: bool) -> tuple[str, str, bool]:
     """`(trajectory column, axis label, log y)`: regret where the trajectory records it, else
-    incumbent validation loss, on a log axis where the task has a known optimum."""
+    incumbent validation loss, on a log axis where the task has a known optimum or the loss
+    spans more than a factor `LOG_Y_SPAN`."""
     if REGRET_POINT_COLUMN in points and points[REGRET_POINT_COLUMN].notna().any():
         return REGRET_POINT_COLUMN, "incumbent regret", True
-    positive = bool((points["incumbent_val_loss"].dropna() > 0).all())
-    return "incumbent_val_loss", "incumbent validation loss", task_has_regret and positive
+    loss = points["incumbent_val_loss"].dropna()
+    positive = bool(loss.size and (loss > 0).all())
+    log_y = positive and (task_has_regret or loss.max() / loss.min() > LOG_Y_SPAN)
+    return "incumbent_val_loss", "incumbent validation loss", log_y
 
 
 def _cell_ends(runs: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
@@ -289,7 +299,7 @@ def plot_accuracy_vs_time(
     ncols = min(3, len(tasks))
     nrows = math.ceil(len(tasks) / ncols)
     with _style():
-        fig, axes = _figure(nrows, ncols, width=4.6 * ncols + 1.8, height=4.2 * nrows)
+        fig, axes = _figure(nrows, ncols, width=max(7.5, 4.6 * ncols), height=4.2 * nrows + 1.0)
         for ax, task in zip(axes.flat, tasks, strict=False):
             cells = ok[ok["task"] == task]
             sns.scatterplot(
@@ -321,12 +331,12 @@ def plot_accuracy_vs_time(
             )
         for ax in axes.flat[len(tasks) :]:
             ax.set_visible(False)
+        shown = [s for s in colors if s in set(ok["strategy"])]
         handles = [
-            mpl.lines.Line2D([], [], marker="o", ls="", color=c, markersize=8, label=s)
-            for s, c in colors.items()
-            if s in set(ok["strategy"])
+            mpl.lines.Line2D([], [], marker="o", ls="", color=colors[s], markersize=8)
+            for s in shown
         ]
-        fig.legend(handles=handles, title="strategy", loc="outside right upper")
+        _legend_below(fig, handles, shown, "strategy")
         fig.suptitle("Accuracy vs time: dots = seeds, diamonds = mean over seeds")
         return _save(fig, path)
 
@@ -397,13 +407,16 @@ def memory_figure(runs: pd.DataFrame, colors: dict | None = None) -> Figure | No
             linewidth=1.2,
             zorder=3,
         )
+        # Room for three rows at least, so one strategy's jitter does not fill the panel.
+        ax.set_ylim(max(len(order), 3) - 0.5, -0.5)
         if (cells[column] >= 0).all():
             ax.set_xlim(0, 1.08 * cells[column].max())
         ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(nbins=5))
         ax.set(title=f"task {task}", xlabel=label, ylabel="")
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
-    fig.suptitle("Peak memory per cell: dots = seeds, diamonds = mean over seeds")
+    whole = "" if metrics[0][0] == ADDED_RSS else " (whole worker process: older records)"
+    fig.suptitle(f"Peak memory per cell{whole}: dots = seeds, diamonds = mean over seeds")
     return fig
 
 
@@ -457,13 +470,21 @@ def performance_profile_figure(runs: pd.DataFrame, colors: dict | None = None) -
     taus = np.unique(np.concatenate([[1.0, tau_max], finite[finite <= tau_max]]))
     profile = performance_profile(ratios, taus)
     n_blocks = ratios.groupby(["task", "seed"]).ngroups
-    fig, axes = _figure(1, 1, width=9.0, height=6.4)
+    fig, axes = _figure(1, 1, width=10.0, height=6.4)
     ax = axes[0, 0]
     blocks = ratios.groupby("strategy")["task"].size()
     order = [s for s in colors if s in profile]
+    drawn: dict[str, np.ndarray] = {}
     for strategy in order:
-        label = f"{strategy} ({blocks[strategy]})"
-        ax.step(taus, profile[strategy], where="post", color=colors[strategy], lw=2, label=label)
+        label, style = f"{strategy} ({blocks[strategy]})", "-"
+        # A curve equal to one already drawn would hide it: dashed on top, and the label says so.
+        same = [other for other, curve in drawn.items() if np.array_equal(curve, profile[strategy])]
+        if same:
+            label, style = f"{label}; = {same[0]}", "--"
+        ax.step(
+            taus, profile[strategy], style, where="post", color=colors[strategy], lw=2, label=label
+        )
+        drawn[strategy] = profile[strategy]
     _log_scale(ax, "x", taus)
     ax.set(
         xlim=(1.0, tau_max),
@@ -543,8 +564,14 @@ def plot_lambdas(runs: pd.DataFrame, path: Path) -> Path | None:
                 xlabel="learned weight λ of a training example",
                 ylabel="fraction of examples",
             )
+            ax.get_legend().remove()  # one legend below the panels, over no bars
         for ax in axes.flat[len(panels) :]:
             ax.set_visible(False)
+        handles = [
+            mpl.patches.Patch(facecolor=color, edgecolor=color, alpha=0.5)
+            for color in LAMBDA_COLORS.values()
+        ]
+        _legend_below(fig, handles, list(LAMBDA_COLORS), "training examples")
         fig.suptitle("Hyper-cleaning: learned λ of clean vs corrupted examples")
         return _save(fig, path)
 
