@@ -467,13 +467,16 @@ def test_step_values_and_median_band() -> None:
 
 
 def test_anytime_plot_against_cost(tmp_path: Path) -> None:
-    points = load_trajectories(write_runs(tmp_path / "new", make_records()))
+    results = write_runs(tmp_path / "new", make_records())
+    points = load_trajectories(results)
     assert points["cost"].notna().all()
-    path = plot_anytime(points, "auxtarget", tmp_path / "anytime.png")
+    path = plot_anytime(load_runs(results), points, "auxtarget", tmp_path / "anytime.png")
     assert path == tmp_path / "anytime.png" and path.read_bytes().startswith(PNG_MAGIC)
     # Older trajectories without `cost`: the wall-clock panel is drawn, the cost panel says so.
-    older = load_trajectories(write_runs(tmp_path / "old", _older_records()))
-    path = plot_anytime(older, "auxtarget", tmp_path / "anytime-old.png")
+    older = write_runs(tmp_path / "old", _older_records())
+    path = plot_anytime(
+        load_runs(older), load_trajectories(older), "auxtarget", tmp_path / "anytime-old.png"
+    )
     assert path is not None and path.read_bytes().startswith(PNG_MAGIC)
 
 
@@ -488,6 +491,7 @@ def test_write_report_files(report: Path) -> None:
         "critical-difference-1.png",
         "lambdas.png",
         "memory.png",
+        "performance-profile.png",
     ]
     for png in (out / "figures").glob("*.png"):
         assert png.read_bytes().startswith(PNG_MAGIC)

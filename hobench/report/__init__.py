@@ -10,6 +10,7 @@ from hobench.report.plots import (
     plot_anytime,
     plot_lambdas,
     plot_memory,
+    plot_performance_profile,
 )
 from hobench.report.stats import bootstrap_ci, paired_vs_best, rank_sets, t_interval
 from hobench.report.tables import (
@@ -43,6 +44,7 @@ __all__ = [
     "plot_lambdas",
     "paired_vs_best",
     "plot_memory",
+    "plot_performance_profile",
     "rank_sets",
     "rank_table",
     "read_records",

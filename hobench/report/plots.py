@@ -23,7 +23,6 @@ from matplotlib.figure import Figure
 from hobench.report.tables import file_stem
 
 DPI = 110
-GRID_POINTS = 200
 LOG_X_SPAN = 10.0  # use a log x axis when the data spans more than this factor
 STYLE = {
     "font.size": 11,
@@ -67,14 +66,50 @@ def _colors(frame: pd.DataFrame, colors: dict | None) -> dict:
     return colors or strategy_colors([str(s) for s in pd.unique(frame["strategy"])])
 
 
+# --- axes ------------------------------------------------------------------------------------
+
+
+def plain_number(value: float, _pos: object = None) -> str:
+    """Tick text short enough not to run into its neighbours: 50000 -> 50k, 2e6 -> 2M."""
+    if abs(value) >= 1e4:
+        for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if abs(value) >= scale:
+                return f"{value / scale:g}{suffix}"
+    return f"{value:.4g}"
+
+
+def _log_scale(ax: Axes, which: str, values: np.ndarray) -> None:
+    """A log axis whose ticks cannot crowd: 1-2-5 steps over at most three decades, decades over
+    more, and evenly spaced plain numbers when the data spans less than one decade (where a log
+    locator would leave a single tick or none)."""
+    ax.set(**{f"{which}scale": "log"})
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    positive = values[np.isfinite(values) & (values > 0)]
+    decades = np.log10(positive.max() / positive.min()) if positive.size else 0.0
+    if decades < 1:
+        locator = mpl.ticker.MaxNLocator(nbins=5)
+    else:
+        locator = mpl.ticker.LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,))
+    axis.set_major_locator(locator)
+    axis.set_major_formatter(mpl.ticker.FuncFormatter(plain_number))
+    axis.set_minor_formatter(mpl.ticker.NullFormatter())
+
+
 def _maybe_log_x(ax: Axes, values: np.ndarray) -> None:
-    positive = values[values > 0]
+    positive = values[np.isfinite(values) & (values > 0)]
     if positive.size and positive.max() / positive.min() > LOG_X_SPAN:
-        ax.set_xscale("log")
-        # Plain numbers at 1-2-5 steps read better than matplotlib's default 4×10^0 labels.
-        ax.xaxis.set_major_locator(mpl.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(mpl.ticker.NullFormatter())
+        _log_scale(ax, "x", values)
+    else:
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(nbins=6))
+        ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(plain_number))
+
+
+def _legend_below(fig: Figure, handles: list, labels: list[str], title: str) -> None:
+    # Outside the axes, so it can cover neither data nor titles, however many strategies; as
+    # many columns as the figure's width holds (about 6 pt a character, 45 pt for the handle).
+    column_pt = 6.0 * max(len(label) for label in labels) + 45.0
+    ncols = max(1, min(5, len(labels), int(72.0 * fig.get_figwidth() // column_pt)))
+    fig.legend(handles, labels, title=title, loc="outside lower center", ncols=ncols)
 
 
 # --- anytime curves ------------------------------------------------------------------------
@@ -91,17 +126,6 @@ def step_values(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
     return out
 
 
-def common_grid(values: np.ndarray, n: int = GRID_POINTS) -> np.ndarray:
-    """Grid over the observed x values: geometric when they span more than a decade."""
-    values = values[np.isfinite(values)]
-    positive = values[values > 0]
-    low = positive.min() if positive.size else 0.0
-    high = max(values.max(), low)
-    if low > 0 and high / low > LOG_X_SPAN:
-        return np.geomspace(low, high, n)
-    return np.linspace(low, high, n)
-
-
 def median_band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Median and quartiles over seeds (rows) at the grid columns where every seed has a value.
 
@@ -116,67 +140,142 @@ def median_band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return defined, median, q25, q75
 
 
+Seed = tuple[np.ndarray, np.ndarray, float]  # a seed's points (x, y) and the x its budget ends at
+
+
+def anytime_curve(seeds: Sequence[Seed]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Median and quartiles over seeds of their incumbent step functions, each held at its last
+    value up to its seed's end, so a strategy with a single point is a flat line to the end.
+
+    Read at the union of the seeds' points and ends, where alone a median of step functions can
+    change, so the curve is exact; returns `(x, median, q25, q75)` from the first x at which every
+    seed has an incumbent (see `median_band`) to the last end.
+    """
+    breaks = np.unique(np.concatenate([np.append(x, end) for x, _, end in seeds]))
+    curves = np.array([step_values(x, y, breaks) for x, y, _ in seeds])
+    defined, median, q25, q75 = median_band(curves)
+    return breaks[defined], median, q25, q75
+
+
 # Wall-clock is what a user waits for; cost (FLOPs, in plain-training equivalents) is the
-# budget's unit, the same on every machine.
+# budget's unit, the same on every machine. Each x has the runs columns its cells end at, the
+# first that is recorded: the budget's limit, then what was spent.
 ANYTIME_AXES = (
-    ("elapsed_s", "wall-clock (s)", "vs wall-clock"),
-    ("cost", "cost (plain-training equivalents)", "vs cost"),
+    ("elapsed_s", ("resources.wall_s",), "wall-clock (s)", "vs wall-clock"),
+    ("cost", ("budget.cost", "resources.cost"), "cost (plain-training equivalents)", "vs cost"),
 )
+# A trajectory column of incumbent regret, used instead of validation loss when recorded.
+REGRET_POINT_COLUMN = "incumbent_regret"
 
 
-def _anytime_panel(ax: Axes, points: pd.DataFrame, x: str, colors: dict) -> None:
+def _has_regret(cells: pd.DataFrame) -> bool:
+    # The rule of the rank tables: a task with any regret is judged by regret.
+    return bool(cells["final.regret"].notna().any())
+
+
+LOG_Y_SPAN = 4.0  # a loss spanning more than this factor gets a log axis: early losses would
+# otherwise squeeze the later, close ones into a band at the bottom
+
+
+def anytime_metric(points: pd.DataFrame, task_has_regret: bool) -> tuple[str, str, bool]:
+    """`(trajectory column, axis label, log y)`: regret where the trajectory records it, else
+    incumbent validation loss, on a log axis where the task has a known optimum or the loss
+    spans more than a factor `LOG_Y_SPAN`."""
+    if REGRET_POINT_COLUMN in points and points[REGRET_POINT_COLUMN].notna().any():
+        return REGRET_POINT_COLUMN, "incumbent regret", True
+    loss = points["incumbent_val_loss"].dropna()
+    positive = bool(loss.size and (loss > 0).all())
+    log_y = positive and (task_has_regret or loss.max() / loss.min() > LOG_Y_SPAN)
+    return "incumbent_val_loss", "incumbent validation loss", log_y
+
+
+def _cell_ends(runs: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    ends = pd.Series(np.nan, index=runs["cell"])
+    for column in columns:
+        ends = ends.fillna(pd.Series(runs[column].to_numpy(), index=runs["cell"]))
+    return ends
+
+
+def anytime_curves(
+    points: pd.DataFrame, ends: pd.Series, x: str, y: str
+) -> dict[str, tuple[int, tuple[np.ndarray, ...]]]:
+    """Per strategy, `(seeds, anytime_curve(...))` of `y` against `x`; a cell ends at
+    `ends[cell]` or, where that is unknown or earlier, at its last point."""
+    curves = {}
+    for strategy, group in points.dropna(subset=[x]).groupby("strategy", sort=False):
+        seeds = []
+        for cell, seed in group.groupby("cell", sort=False):
+            xs = seed[x].to_numpy()
+            end = np.nanmax([ends.get(cell, np.nan), xs.max()])
+            seeds.append((xs, seed[y].to_numpy(), float(end)))
+        curve = anytime_curve(seeds)
+        if curve[0].size:
+            curves[str(strategy)] = (len(seeds), curve)
+    return curves
+
+
+def _anytime_panel(ax: Axes, curves: dict, colors: dict, log_y: bool) -> None:
     # Records written before a field existed lack it: such a panel says so instead of failing.
-    points = points.dropna(subset=[x])
-    if points.empty:
-        ax.text(0.5, 0.5, f"no {x} recorded", transform=ax.transAxes, ha="center", va="center")
+    if not curves:
+        ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", va="center")
         ax.set(xticks=[], yticks=[])
         return
-    grid = common_grid(points[x].to_numpy())
-    for strategy, group in points.groupby("strategy", sort=False):
-        # Each strategy is drawn up to its own last point, not to the slowest strategy's end.
-        reach = grid[grid <= group[x].max()]
-        curves = np.array(
-            [
-                step_values(seed[x].to_numpy(), seed["incumbent_val_loss"].to_numpy(), reach)
-                for _, seed in group.groupby("seed")
-            ]
-        )
-        defined, median, q25, q75 = median_band(curves)
-        if not defined.any():
-            continue
-        color = colors[str(strategy)]
-        label = f"{strategy} (n={len(curves)})"
-        ax.step(reach[defined], median, where="post", color=color, lw=2, label=label)
-        ax.fill_between(reach[defined], q25, q75, step="post", color=color, alpha=0.2, lw=0)
-    _maybe_log_x(ax, grid)
+    for strategy, (_, (xs, median, q25, q75)) in curves.items():
+        color = colors[strategy]
+        # A dot where each line starts, and fewer-point lines on top: a flat line (one point)
+        # lying on another strategy's line is still seen.
+        zorder = 2.5 + 1.0 / len(xs)
+        ax.step(xs, median, where="post", color=color, lw=2, label=strategy, zorder=zorder)
+        ax.plot(xs[:1], median[:1], "o", color=color, markersize=6, zorder=zorder)
+        ax.fill_between(xs, q25, q75, step="post", color=color, alpha=0.15, lw=0)
+    drawn = [curve for _, curve in curves.values()]
+    _maybe_log_x(ax, np.concatenate([xs for xs, *_ in drawn]))
+    if log_y:
+        _log_scale(ax, "y", np.concatenate([np.concatenate(c[1:]) for c in drawn]))
 
 
-def _legend_on_last_drawn(axes: Sequence[Axes]) -> None:
-    # The rightmost panel with lines carries the legend; an empty panel would warn and mislead.
-    for ax in reversed(list(axes)):
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(title="strategy (seeds)", loc="upper right")
-            return
-
-
-def plot_anytime(
-    trajectories: pd.DataFrame, task: str, path: Path, colors: dict | None = None
-) -> Path | None:
-    """Incumbent validation loss vs wall-clock (left) and vs cost in plain-training
-    equivalents (right) for one task: median over seeds with the interquartile band, one line
-    per strategy. A panel whose x is missing from every point (older records) says so."""
+def anytime_figure(
+    runs: pd.DataFrame, trajectories: pd.DataFrame, task: str, colors: dict | None = None
+) -> Figure | None:
+    """The anytime figure of `plot_anytime`, not yet saved; None without any incumbent."""
     points = trajectories[(trajectories["task"] == task) & (trajectories["status"] == "ok")]
     if not points["incumbent_val_loss"].notna().any():
         return None
+    cells = _ok(runs[runs["task"] == task])
+    y, ylabel, log_y = anytime_metric(points, _has_regret(cells))
     colors = _colors(points, colors)
+    fig, axes = _figure(1, 2, width=12.5, height=5.4)
+    seeds: dict[str, int] = {}
+    for ax, (x, end_columns, xlabel, title) in zip(axes[0], ANYTIME_AXES, strict=True):
+        curves = anytime_curves(points, _cell_ends(cells, end_columns), x, y)
+        _anytime_panel(ax, curves, colors, log_y)
+        ax.set(xlabel=xlabel, ylabel=ylabel + (" (log)" if log_y else ""), title=title)
+        seeds.update({strategy: n for strategy, (n, _) in curves.items()})
+    order = [s for s in colors if s in seeds]
+    handles = [mpl.lines.Line2D([], [], color=colors[s], lw=2) for s in order]
+    _legend_below(fig, handles, [f"{s} (n={seeds[s]})" for s in order], "strategy (seeds)")
+    fig.suptitle(
+        f"Anytime performance, task {task}: median over seeds, band = interquartile range; "
+        "each line runs to the end of its budget"
+    )
+    return fig
+
+
+def plot_anytime(
+    runs: pd.DataFrame,
+    trajectories: pd.DataFrame,
+    task: str,
+    path: Path,
+    colors: dict | None = None,
+) -> Path | None:
+    """Incumbent validation loss (regret where the trajectory records it) vs wall-clock (left)
+    and vs cost in plain-training equivalents (right) for one task: median over seeds with the
+    interquartile band, one step line per strategy, each seed held at its last incumbent to the
+    end of its cell (`resources.wall_s`; `budget.cost`). Log y where the task has a known
+    optimum. A panel whose x is missing from every point (older records) says so."""
     with _style():
-        fig, axes = _figure(1, 2, width=12.5, height=4.8)
-        for ax, (x, label, title) in zip(axes[0], ANYTIME_AXES, strict=True):
-            _anytime_panel(ax, points, x, colors)
-            ax.set(xlabel=label, ylabel="incumbent validation loss", title=title)
-        _legend_on_last_drawn(axes[0])
-        fig.suptitle(f"Anytime performance, task {task}: median over seeds, band = quartiles")
-        return _save(fig, path)
+        fig = anytime_figure(runs, trajectories, task, colors)
+        return None if fig is None else _save(fig, path)
 
 
 # --- accuracy vs time, memory ----------------------------------------------------------------
@@ -200,7 +299,7 @@ def plot_accuracy_vs_time(
     ncols = min(3, len(tasks))
     nrows = math.ceil(len(tasks) / ncols)
     with _style():
-        fig, axes = _figure(nrows, ncols, width=4.6 * ncols + 1.8, height=4.2 * nrows)
+        fig, axes = _figure(nrows, ncols, width=max(7.5, 4.6 * ncols), height=4.2 * nrows + 1.0)
         for ax, task in zip(axes.flat, tasks, strict=False):
             cells = ok[ok["task"] == task]
             sns.scatterplot(
@@ -232,53 +331,184 @@ def plot_accuracy_vs_time(
             )
         for ax in axes.flat[len(tasks) :]:
             ax.set_visible(False)
+        shown = [s for s in colors if s in set(ok["strategy"])]
         handles = [
-            mpl.lines.Line2D([], [], marker="o", ls="", color=c, markersize=8, label=s)
-            for s, c in colors.items()
-            if s in set(ok["strategy"])
+            mpl.lines.Line2D([], [], marker="o", ls="", color=colors[s], markersize=8)
+            for s in shown
         ]
-        fig.legend(handles=handles, title="strategy", loc="outside right upper")
+        _legend_below(fig, handles, shown, "strategy")
         fig.suptitle("Accuracy vs time: dots = seeds, diamonds = mean over seeds")
         return _save(fig, path)
 
 
-MEMORY_METRICS = (
-    ("resources.peak_rss_mb", "peak RSS of the cell's process (MB)", "resident set (CPU)"),
-    ("resources.cuda_peak_mb", "peak CUDA memory allocated (MB)", "CUDA"),
-)
+ADDED_RSS = "resources.added_rss_mb"
+WHOLE_RSS = "resources.peak_rss_mb"
+CUDA_PEAK = "resources.cuda_peak_mb"
 
 
-def plot_memory(runs: pd.DataFrame, path: Path, colors: dict | None = None) -> Path | None:
-    """Peak memory per task and strategy: bars = mean over seeds, whiskers = min–max; a
-    second panel for CUDA memory when any cell ran on CUDA."""
+def memory_metrics(runs: pd.DataFrame) -> list[tuple[str, str]]:
+    """`(column, axis label)` of each memory panel row: the resident memory a cell adds over its
+    worker's warmed-up baseline, or, for records written before that was recorded, the whole
+    worker's peak (mostly Python and torch, so it hides what a strategy needs); CUDA when used."""
     ok = _ok(runs)
-    metrics = [metric for metric in MEMORY_METRICS if ok[metric[0]].notna().any()]
+    metrics = []
+    if ADDED_RSS in ok and ok[ADDED_RSS].notna().any():
+        metrics.append((ADDED_RSS, "peak RSS added by the cell (MB)"))
+    elif ok[WHOLE_RSS].notna().any():
+        metrics.append((WHOLE_RSS, "peak RSS of the whole worker process (MB)"))
+    if ok[CUDA_PEAK].notna().any():
+        metrics.append((CUDA_PEAK, "peak CUDA memory allocated (MB)"))
+    return metrics
+
+
+def memory_figure(runs: pd.DataFrame, colors: dict | None = None) -> Figure | None:
+    """The memory figure of `plot_memory`, not yet saved; None when no memory is recorded."""
+    ok = _ok(runs)
+    metrics = memory_metrics(runs)
     if not metrics:
         return None
     colors = _colors(runs, colors)
-    order = [s for s in colors if s in set(ok["strategy"])]
-    n_tasks = ok["task"].nunique()
+    panels = [
+        (str(task), column, label, cells.dropna(subset=[column]))
+        for column, label in metrics
+        for task, cells in ok.groupby("task", sort=False)
+        if cells[column].notna().any()
+    ]
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    most = max(cells["strategy"].nunique() for *_, cells in panels)
+    width = max(8.0, 4.6 * ncols + 1.0)  # room for the title over a single panel
+    fig, axes = _figure(nrows, ncols, width=width, height=(1.4 + 0.34 * most) * nrows)
+    for ax, (task, column, label, cells) in zip(axes.flat, panels, strict=False):
+        # Strategies on the y axis: their names read horizontally, however many there are.
+        order = [s for s in colors if s in set(cells["strategy"])]
+        sns.stripplot(
+            data=cells,
+            x=column,
+            y="strategy",
+            order=order,
+            hue="strategy",
+            hue_order=order,
+            palette=colors,
+            size=5,
+            alpha=0.7,
+            jitter=0.15,
+            legend=False,
+            ax=ax,
+        )
+        means = cells.groupby("strategy")[column].mean()
+        ax.scatter(
+            [means[s] for s in order],
+            range(len(order)),
+            s=90,
+            marker="D",
+            color=[colors[s] for s in order],
+            edgecolor="black",
+            linewidth=1.2,
+            zorder=3,
+        )
+        # Room for three rows at least, so one strategy's jitter does not fill the panel.
+        ax.set_ylim(max(len(order), 3) - 0.5, -0.5)
+        if (cells[column] >= 0).all():
+            ax.set_xlim(0, 1.08 * cells[column].max())
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(nbins=5))
+        ax.set(title=f"task {task}", xlabel=label, ylabel="")
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    whole = "" if metrics[0][0] == ADDED_RSS else " (whole worker process: older records)"
+    fig.suptitle(f"Peak memory per cell{whole}: dots = seeds, diamonds = mean over seeds")
+    return fig
+
+
+def plot_memory(runs: pd.DataFrame, path: Path, colors: dict | None = None) -> Path | None:
+    """Peak memory per task and strategy (see `memory_metrics` for which), one dot per seed and
+    a diamond at the mean; a second row of panels for CUDA memory when any cell ran on CUDA."""
     with _style():
-        width = max(6.5, 1.0 + 0.55 * n_tasks * len(order)) * len(metrics)
-        fig, axes = _figure(1, len(metrics), width=width, height=4.8)
-        for ax, (column, label, title) in zip(axes[0], metrics, strict=True):
-            sns.barplot(
-                data=ok,
-                x="task",
-                y=column,
-                hue="strategy",
-                hue_order=order,
-                palette=colors,
-                errorbar=("pi", 100),
-                capsize=0.15,
-                err_kws={"linewidth": 1.2},
-                ax=ax,
-            )
-            ax.set(xlabel="task", ylabel=label, title=title)
-            ax.get_legend().remove()  # one legend for the figure, beside the last panel
-        axes[0][-1].legend(title="strategy", loc="upper left", bbox_to_anchor=(1.0, 1.0))
-        fig.suptitle("Peak memory: bars = mean over seeds, whiskers = min–max")
-        return _save(fig, path)
+        fig = memory_figure(runs, colors)
+        return None if fig is None else _save(fig, path)
+
+
+# --- performance profile -----------------------------------------------------------------------
+
+
+def performance_ratios(runs: pd.DataFrame) -> pd.DataFrame:
+    """Dolan–Moré performance ratios over task-seed blocks: one row per ok cell of a block
+    (task, seed) where at least two strategies have a result, with `q` (regret on tasks that
+    report it, else test error 1 − test accuracy; lower is better) and `ratio`, q over the
+    block's best q (1 where both are 0, inf where only the best is 0)."""
+    rows = []
+    for _, cells in _ok(runs).groupby("task", sort=False):
+        q = cells["final.regret"] if _has_regret(cells) else 1.0 - cells["final.test_acc"]
+        # A regret a hair below 0 is rounding in f(λ) − f(λ*); it would flip the ratio's sign.
+        rows.append(cells[["task", "seed", "strategy"]].assign(q=q.clip(lower=0.0)))
+    frame = pd.concat(rows, ignore_index=True).dropna(subset=["q"])
+    blocks = frame.groupby(["task", "seed"], sort=False)
+    frame = frame[blocks["strategy"].transform("nunique") >= 2]
+    best = frame.groupby(["task", "seed"], sort=False)["q"].transform("min")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(best > 0, frame["q"] / best, np.where(frame["q"] > 0, np.inf, 1.0))
+    return frame.assign(ratio=ratio).reset_index(drop=True)
+
+
+def performance_profile(ratios: pd.DataFrame, taus: np.ndarray) -> dict[str, np.ndarray]:
+    """Per strategy, the fraction of the blocks it ran in where its ratio is at most each τ."""
+    return {
+        str(strategy): (group["ratio"].to_numpy()[:, None] <= taus[None, :]).mean(axis=0)
+        for strategy, group in ratios.groupby("strategy", sort=False)
+    }
+
+
+def performance_profile_figure(runs: pd.DataFrame, colors: dict | None = None) -> Figure | None:
+    """The figure of `plot_performance_profile`, not yet saved; None without any block."""
+    ratios = performance_ratios(runs)
+    if ratios.empty:
+        return None
+    colors = _colors(runs, colors)
+    finite = ratios["ratio"][np.isfinite(ratios["ratio"])]
+    tau_max = max(1.1, 1.05 * finite.max())
+    # The profile changes only at the ratios themselves, so reading it there is exact.
+    taus = np.unique(np.concatenate([[1.0, tau_max], finite[finite <= tau_max]]))
+    profile = performance_profile(ratios, taus)
+    n_blocks = ratios.groupby(["task", "seed"]).ngroups
+    fig, axes = _figure(1, 1, width=10.0, height=6.4)
+    ax = axes[0, 0]
+    blocks = ratios.groupby("strategy")["task"].size()
+    order = [s for s in colors if s in profile]
+    drawn: dict[str, np.ndarray] = {}
+    for strategy in order:
+        label, style = f"{strategy} ({blocks[strategy]})", "-"
+        # A curve equal to one already drawn would hide it: dashed on top, and the label says so.
+        same = [other for other, curve in drawn.items() if np.array_equal(curve, profile[strategy])]
+        if same:
+            label, style = f"{label}; = {same[0]}", "--"
+        ax.step(
+            taus, profile[strategy], style, where="post", color=colors[strategy], lw=2, label=label
+        )
+        drawn[strategy] = profile[strategy]
+    _log_scale(ax, "x", taus)
+    ax.set(
+        xlim=(1.0, tau_max),
+        ylim=(-0.02, 1.02),
+        xlabel="τ: within a factor τ of the block's best (log)",
+        ylabel="fraction of the strategy's blocks",
+    )
+    _legend_below(fig, *ax.get_legend_handles_labels(), "strategy (blocks it ran in)")
+    fig.suptitle(
+        f"Performance profile over {n_blocks} task-seed blocks (regret, or test error)\n"
+        "each strategy counts only the blocks it ran in"
+    )
+    return fig
+
+
+def plot_performance_profile(
+    runs: pd.DataFrame, path: Path, colors: dict | None = None
+) -> Path | None:
+    """Dolan–Moré performance profile (see `performance_ratios`): for each strategy, the fraction
+    of the task-seed blocks it ran in where it is within a factor τ of the block's best, as τ
+    grows from 1 on a log axis. None when no block has two strategies."""
+    with _style():
+        fig = performance_profile_figure(runs, colors)
+        return None if fig is None else _save(fig, path)
 
 
 # --- hyper-cleaning example weights ------------------------------------------------------------
@@ -334,10 +564,47 @@ def plot_lambdas(runs: pd.DataFrame, path: Path) -> Path | None:
                 xlabel="learned weight λ of a training example",
                 ylabel="fraction of examples",
             )
+            ax.get_legend().remove()  # one legend below the panels, over no bars
         for ax in axes.flat[len(panels) :]:
             ax.set_visible(False)
+        handles = [
+            mpl.patches.Patch(facecolor=color, edgecolor=color, alpha=0.5)
+            for color in LAMBDA_COLORS.values()
+        ]
+        _legend_below(fig, handles, list(LAMBDA_COLORS), "training examples")
         fig.suptitle("Hyper-cleaning: learned λ of clean vs corrupted examples")
         return _save(fig, path)
+
+
+def _anytime_caption(runs: pd.DataFrame, trajectories: pd.DataFrame, task: str) -> str:
+    points = trajectories[trajectories["task"] == task]
+    _, what, log_y = anytime_metric(points, _has_regret(_ok(runs[runs["task"] == task])))
+    return (
+        f"Task {task}: {what}{' on a log axis' if log_y else ''} against wall-clock and "
+        "against cost (seconds; FLOPs in plain-training equivalents, the budget's unit), every ok "
+        "strategy: the median over seeds as a step line, band = interquartile range. Each seed "
+        "holds its last incumbent to the end of its cell (its wall-clock; its cost budget), so a "
+        "strategy with one point is a flat line. An x axis is logarithmic where its values span "
+        "more than a factor 10."
+    )
+
+
+def _memory_caption(runs: pd.DataFrame) -> str:
+    columns = [column for column, _ in memory_metrics(runs)]
+    if ADDED_RSS in columns:
+        text = (
+            "Peak resident memory (MB) each cell adds over its worker's warmed-up baseline "
+            "(the worker's Python and torch excluded)"
+        )
+    else:
+        text = (
+            "Peak resident memory (MB) of each cell's whole worker process: these records "
+            "predate added_rss_mb, so this is mostly the worker's Python and torch, not what "
+            "the strategy needs"
+        )
+    if CUDA_PEAK in columns:
+        text += "; second row: peak CUDA memory allocated in the cell (MB)"
+    return text + ". One panel per task; dots = seeds, diamonds = mean over seeds."
 
 
 def all_figures(
@@ -348,24 +615,32 @@ def all_figures(
     figures: list[tuple[Path | None, str]] = []
     for task in (str(t) for t in pd.unique(runs["task"])):
         path = out_dir / f"anytime-{file_stem(task)}.png"
-        caption = (
-            f"Task {task}: incumbent validation loss against wall-clock and against cost (FLOPs "
-            "in plain-training equivalents, the budget's unit); median over seeds (each seed's "
-            "step function read on a common grid), band = interquartile."
+        figures.append(
+            (
+                plot_anytime(runs, trajectories, task, path, colors),
+                _anytime_caption(runs, trajectories, task),
+            )
         )
-        figures.append((plot_anytime(trajectories, task, path, colors), caption))
     figures += [
         (
-            plot_accuracy_vs_time(runs, out_dir / "accuracy-vs-time.png", colors),
-            "Final test accuracy against each cell's wall-clock.",
+            plot_performance_profile(runs, out_dir / "performance-profile.png", colors),
+            "Performance profile (Dolan–Moré) over task-seed blocks with at least two "
+            "strategies: q = regret on tasks that report it, else test error (1 − test "
+            "accuracy). For each strategy, the fraction of the blocks it ran in where its q is "
+            "at most τ times the block's best q, τ on a log axis; a block a strategy did not "
+            "run in neither counts for nor against it.",
         ),
         (
-            plot_memory(runs, out_dir / "memory.png", colors),
-            "Peak memory of each cell (resident set; CUDA when used).",
+            plot_accuracy_vs_time(runs, out_dir / "accuracy-vs-time.png", colors),
+            "Final test accuracy (%) against each cell's wall-clock (s; log axis where it spans "
+            "more than a factor 10), one panel per task: dots = seeds, diamonds = mean over "
+            "seeds.",
         ),
+        (plot_memory(runs, out_dir / "memory.png", colors), _memory_caption(runs)),
         (
             plot_lambdas(runs, out_dir / "lambdas.png"),
-            "Learned hyper-cleaning weights of clean vs corrupted training examples.",
+            "Learned hyper-cleaning weights λ of clean vs corrupted training examples, "
+            "seeds pooled, one panel per task and strategy that reports them.",
         ),
     ]
     return [(path, caption) for path, caption in figures if path is not None]
