@@ -547,3 +547,15 @@ def test_write_report_with_no_cells_is_an_error(tmp_path: Path) -> None:
 def test_seed_offsets_average_to_zero() -> None:
     # The fixture's known means rely on this.
     assert sum(SEED_OFFSETS) == 0
+
+
+def test_incumbent_regret_is_derived_from_the_final_regret(tmp_path: Path) -> None:
+    records = make_records()
+    record = records[0]
+    record["final"]["val_loss"], record["final"]["regret"] = 2.5, 0.5  # so f(λ*) = 2.0
+    points = load_trajectories(write_runs(tmp_path, records))
+    mine = points[points["cell"] == record["cell"]]
+    losses = [p["incumbent_val_loss"] for p in record["trajectory"]]
+    expected = [np.nan if loss is None else loss - 2.0 for loss in losses]  # none yet: NaN
+    np.testing.assert_allclose(mine["incumbent_regret"].to_numpy(), expected, equal_nan=True)
+    assert points.loc[points["cell"] != record["cell"], "incumbent_regret"].isna().all()

@@ -141,3 +141,27 @@ def test_auxtarget_default_is_vanilla_and_names_no_timit():
     assert "TIMIT" not in type(task).name
     ev = task.evaluate(task.default_config())
     assert ev.val_loss == task.evaluate(task.default_config()).val_loss  # replayable batches
+
+
+def test_hypercleaning_protocol_is_computed_once_per_run_and_identical(tmp_path, monkeypatch):
+    """Within a run, the schedule and reference rows one cell computed are read by the others
+    (any R): the values are bit-identical to computing them, and computed only once."""
+    from hobench.harness import shared
+    from hobench.tasks.hypercleaning import HyperCleaning
+
+    alone = TASKS.create("hypercleaning", seed=1, **SMALL_HC)
+    expected = (alone.final_schedule(), alone.references())
+    calls = []
+    original = HyperCleaning._train_references
+    monkeypatch.setattr(
+        HyperCleaning, "_train_references", lambda self: calls.append(1) or original(self)
+    )
+    monkeypatch.setattr(shared, "_folder", tmp_path / "shared")
+    for radius in (100.0, 50.0):
+        task = TASKS.create("hypercleaning", seed=1, **{**SMALL_HC, "radius": radius})
+        task.prepare()
+        assert (task.final_schedule(), task.references()) == expected
+    assert len(calls) == 1
+    other_seed = TASKS.create("hypercleaning", seed=2, **SMALL_HC)
+    other_seed.prepare()
+    assert len(calls) == 2  # another seed, other data: computed anew

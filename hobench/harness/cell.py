@@ -109,6 +109,7 @@ def run_cell(
             cell.task_kind, seed=cell.seed, device=device, data_dir=data_dir, **cell.task_params
         )
         strategy = STRATEGIES.create(cell.strategy_kind, **cell.strategy_params)
+        task.prepare()  # what every strategy's final protocol shares, off the clock
         setup_s = time.perf_counter() - setup_start
         run_start = time.perf_counter()
         budget.start()  # the budget covers the strategy, not data loading

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from hobench.harness.cell import run_cell
+from hobench.harness.shared import use_folder
 from hobench.harness.store import dumps
 from hobench.harness.suite import Cell, load_registries
 
@@ -65,8 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(int(job["threads"]))
     load_registries()
     _warm_up()
-    record = run_cell(Cell.from_dict(job["cell"]), job["suite"], job["data_dir"], job["manifest"])
     out = Path(argv[0])
+    use_folder(out.parent / "shared")  # the run's scratch folder: values shared by its cells
+    record = run_cell(Cell.from_dict(job["cell"]), job["suite"], job["data_dir"], job["manifest"])
     tmp = out.with_suffix(".tmp")
     tmp.write_text(dumps(record), encoding="utf-8")
     os.replace(tmp, out)  # the parent sees a whole record or none

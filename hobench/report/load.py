@@ -70,6 +70,7 @@ POINT_COLUMNS = (
     "test_acc",
     "incumbent_val_loss",
     "incumbent_test_acc",
+    "incumbent_regret",  # derived: incumbent_val_loss − f(λ*) where the task knows its optimum
 )
 TRAJECTORY_ID_COLUMNS = ("cell", "task", "task_kind", "strategy", "strategy_kind", "seed", "status")
 
@@ -170,13 +171,27 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return _as_numeric(frame, NUMERIC_COLUMNS, "runs")
 
 
+def _optimum(final: dict[str, Any]) -> float | None:
+    """f(λ*), the validation loss at the task's known optimum: the final validation loss less
+    its regret (regret = f(λ) − f(λ*)); None where the task reports no regret."""
+    val_loss, regret = final.get("val_loss"), final.get("regret")
+    if not isinstance(val_loss, int | float) or not isinstance(regret, int | float):
+        return None
+    return float(val_loss) - float(regret)
+
+
 def trajectories_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Long format: one row per trajectory point, with the cell's identity and `point` index."""
     rows = []
     for record in records:
         ident = {key: record.get(key) for key in TRAJECTORY_ID_COLUMNS}
+        optimum = _optimum(record.get("final") or {})
         for index, point in enumerate(record.get("trajectory") or []):
-            rows.append({**ident, "point": index, **point})
+            row = {**ident, "point": index, **point}
+            incumbent = point.get("incumbent_val_loss")
+            if optimum is not None and isinstance(incumbent, int | float):
+                row["incumbent_regret"] = incumbent - optimum
+            rows.append(row)
     frame = pd.DataFrame(rows)
     for column in TRAJECTORY_ID_COLUMNS + ("point", "failed", "hp"):
         if column not in frame:

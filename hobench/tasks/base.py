@@ -159,6 +159,10 @@ class Task:
         """Named reference rows (e.g. hyper-cleaning's Oracle and Baseline); none by default."""
         return {}
 
+    def prepare(self) -> None:
+        """Compute what the final protocol of every strategy shares (e.g. reference rows), in
+        the cell's setup: off the budget and the clock. Nothing by default."""
+
     def test_size(self) -> int | None:
         """Examples in the test set behind `test_acc` (for its binomial standard error)."""
         test = getattr(self, "test", None)

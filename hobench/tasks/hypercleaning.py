@@ -9,11 +9,12 @@ loss at step size `lr`.
 
 Final protocol, the same for every row: discard the examples with λ_i < 1e-3, retrain on the
 rest plus the validation set, report test accuracy and the F1 of the discarded set against the
-corrupted one. The retraining schedule (step size and number of steps) is chosen once per task
-instance on validation — the one that gives the lowest validation loss when training on the
+corrupted one. The retraining schedule (step size and number of steps) is chosen once per seed
+(on validation) — the one that gives the lowest validation loss when training on the
 whole noisy training set, i.e. the Baseline's best — and shared by Oracle (clean examples +
 validation), Baseline (all + validation) and every strategy's DH-R row, so no row's number is
-an artefact of a schedule the others did not get.
+an artefact of a schedule the others did not get. Schedule and reference rows are computed in
+each cell's setup (off the budget and the clock), once per run for every R (harness.shared).
 
 The raw λ (thousands of entries) is not searchable by grid or TPE, so black-box strategies
 search a one-parameter family inside the same feasible set: score every training example by its
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 from hobench.data import corrupt_labels, load_mnist, split_indices, to_tensors
 from hobench.domains import Interval, ParamError
 from hobench.harness.cost import count_flops
+from hobench.harness.shared import computed_once
 from hobench.hypergrad import gd, unroll
 from hobench.registry import TASKS
 from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task
@@ -141,6 +143,18 @@ class HyperCleaning(Task):
         self.test = to_tensors(X[test], y[test], self.device, self.dtype)
         self.n = n_train
         self._scores: torch.Tensor | None = None
+        # What the schedule and the reference rows depend on (not R, lr or T): every row of a
+        # seed shares them, so a run computes them once (hobench.harness.shared).
+        self._protocol_key = {
+            "task": "hypercleaning",
+            "seed": seed,
+            "source": source,
+            "sizes": [n_train, n_val, n_test, n_corrupt],
+            "final_steps": final_steps,
+            "dtype": dtype,
+            "device": str(self.device),
+            "data_dir": data_dir,
+        }
 
     # --- training -----------------------------------------------------------------------------
     @staticmethod
@@ -180,26 +194,34 @@ class HyperCleaning(Task):
         return self._metrics(self._fit(*self.train, weights, self.steps, self.lr * lr_scale))
 
     # --- the final protocol, shared by every row -------------------------------------------------
+    def prepare(self) -> None:
+        self.references()  # chooses the final schedule too
+
     def final_schedule(self) -> tuple[float, int]:
         """(step size, steps) of the final retraining: the candidate with the lowest validation
-        loss after training on the whole training set. Chosen once per task instance."""
+        loss after training on the whole training set. Chosen once per seed and data."""
         if not hasattr(self, "_final_schedule"):
-            X, y = self.train
-            every = self.final_steps // FINAL_CHECKS
-            best = None
-            for lr in FINAL_LRS:
-                dynamics = gd(self._inner, lr=lr)
-                hp = {"weights": self._ones(len(y))}
-                state = dynamics.init(self._params0(), hp)
-                with torch.no_grad():
-                    for t in range(1, every * FINAL_CHECKS + 1):
-                        state = dynamics.step(state, hp, (X, y))
-                        if t % every == 0:
-                            loss = self._outer(state["w"], hp).item()
-                            if best is None or loss < best[0]:
-                                best = (loss, lr, t)
-            self._final_schedule = best[1:]
+            key = {**self._protocol_key, "value": "final_schedule"}
+            lr, steps = computed_once(key, self._choose_final_schedule)
+            self._final_schedule = (float(lr), int(steps))
         return self._final_schedule
+
+    def _choose_final_schedule(self) -> tuple[float, int]:
+        X, y = self.train
+        every = self.final_steps // FINAL_CHECKS
+        best = None
+        for lr in FINAL_LRS:
+            dynamics = gd(self._inner, lr=lr)
+            hp = {"weights": self._ones(len(y))}
+            state = dynamics.init(self._params0(), hp)
+            with torch.no_grad():
+                for t in range(1, every * FINAL_CHECKS + 1):
+                    state = dynamics.step(state, hp, (X, y))
+                    if t % every == 0:
+                        loss = self._outer(state["w"], hp).item()
+                        if best is None or loss < best[0]:
+                            best = (loss, lr, t)
+        return best[1:]
 
     def _retrain_with_validation(self, keep: torch.Tensor) -> float:
         """Test accuracy after the final retraining on the kept examples plus validation."""
@@ -312,10 +334,14 @@ class HyperCleaning(Task):
         """Oracle: train on the clean examples + validation. Baseline: on all + validation.
         Both with the final schedule every DH row gets."""
         if not hasattr(self, "_references"):
-            everything = torch.arange(self.n, device=self.device)
-            clean = torch.nonzero(self._clean_mask()).flatten()
-            self._references = {
-                "Oracle": {"test_acc": self._retrain_with_validation(clean), "f1": 1.0},
-                "Baseline": {"test_acc": self._retrain_with_validation(everything)},
-            }
+            key = {**self._protocol_key, "value": "references"}
+            self._references = computed_once(key, self._train_references)
         return self._references
+
+    def _train_references(self) -> dict[str, dict[str, float]]:
+        everything = torch.arange(self.n, device=self.device)
+        clean = torch.nonzero(self._clean_mask()).flatten()
+        return {
+            "Oracle": {"test_acc": self._retrain_with_validation(clean), "f1": 1.0},
+            "Baseline": {"test_acc": self._retrain_with_validation(everything)},
+        }
