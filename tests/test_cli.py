@@ -187,7 +187,7 @@ def fake_report(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> types.Simple
     """Stand-ins for hobench.report, to test the wiring without building a report."""
     calls = types.SimpleNamespace(regressions=[], compare_args=None)
 
-    def write_report(results: Path, out_dir: Path | None = None) -> Path:
+    def write_report(results: Path, out_dir: Path | None = None, engine=None) -> Path:
         if not results.exists():
             raise FakeReportError(f"{results}: no results file\n(second line)")
         return (out_dir or results / "report") / "index.html"

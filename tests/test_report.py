@@ -74,7 +74,10 @@ def runs(results: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_report(write_fixture(tmp_path_factory.mktemp("report")))
+    results = write_fixture(tmp_path_factory.mktemp("report"))
+    # The copy of the suite a run keeps beside its results: this one asks for a paper table.
+    (results / "suite.toml").write_text('paper_tables = ["hypercleaning"]\n')
+    return write_report(results)
 
 
 def _rows(table) -> dict[str, list[str]]:
@@ -495,7 +498,7 @@ def test_write_report_files(report: Path) -> None:
     ]
     for png in (out / "figures").glob("*.png"):
         assert png.read_bytes().startswith(PNG_MAGIC)
-    for stem in ("paper-hypercleaning-embedded", "task-auxtarget", "mean-rank"):
+    for stem in ("paper-hypercleaning-embedded", "task-auxtarget", "ranks"):
         for suffix in (".md", ".tex", ".html"):
             assert (out / "tables" / f"{stem}{suffix}").is_file()
 
@@ -508,7 +511,11 @@ def test_write_report_files(report: Path) -> None:
     for line in ("hobench version: 0.1.0", "git commit: 0123456789abcdef0123", "torch: 2.13.0"):
         assert line in markdown
     assert "device: cpu (Test CPU)" in markdown and "date: 2026-11-27T07:30:00Z" in markdown
-    assert "| DH-1250 | 90.00 ± 1.00 | – |" in markdown
+    assert "| DH-1250 | 90.00 ± 2.48 | – |" in markdown
+    # The suite's own results first, the paper table it asked for last.
+    assert markdown.index("## Results per task") < markdown.index("## Ranks across tasks")
+    assert markdown.index("## Figures") < markdown.index("## Paper tables")
+    assert not (out / "tables" / "paper-auxtarget-auxtarget.md").exists()
     assert "## Cost model check" in markdown
     assert "| auxtarget/rtho | 3 | 0.125 | 0.75 | – | – | – |" in markdown
     assert "against wall-clock and against cost" in markdown
@@ -518,7 +525,7 @@ def test_write_report_files(report: Path) -> None:
     assert len(images) == len(pngs)
     assert all(base64.b64decode(image).startswith(PNG_MAGIC) for image in images)
     assert 'src="figures/' not in page and "<style>" in page
-    assert "<td>DH-1250</td><td>90.00 ± 1.00</td>" in page
+    assert "<td>DH-1250</td><td>90.00 ± 2.48</td>" in page
     assert '<table class="results" id="cost-model-check">' in page
     assert "how far FLOPs and seconds disagree" in page
 

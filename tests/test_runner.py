@@ -460,7 +460,8 @@ def test_concurrent_runs_record_every_cell_exactly_once(tmp_path: Path) -> None:
     outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in processes]
     assert [code for code, _ in outcomes] == [0, 0, 0], outcomes
     assert cell_counts(results / "runs.jsonl") == {"q/toy-random/0": 1, "q/toy-random/1": 1}
-    assert sorted(p.name for p in results.iterdir()) == [".runs.jsonl.lock", "runs.jsonl"]
+    names = sorted(p.name for p in results.iterdir())
+    assert names == [".runs.jsonl.lock", "runs.jsonl", "suite.toml"]
 
 
 def test_a_run_asked_not_to_wait_refuses_in_one_line(tmp_path: Path) -> None:

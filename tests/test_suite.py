@@ -276,3 +276,20 @@ def test_cli_reports_bad_suite_in_one_line(tmp_path: Path, case: str) -> None:
     assert key in lines[0]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_paper_tables_key(tmp_path: Path) -> None:
+    """A suite asks for paper tables by name; anything else is a one-line error."""
+    base = (
+        'seeds = [0]\n[budget]\ncost = 2\n[[tasks]]\nkind = "ridge"\n'
+        '[[strategies]]\nkind = "random"\n'
+    )
+    path = tmp_path / "s.toml"
+    path.write_text('paper_tables = ["hypercleaning"]\n' + base)
+    assert load_suite(path).paper_tables == ("hypercleaning",)
+    path.write_text(base)
+    assert load_suite(path).paper_tables == ()
+    path.write_text('paper_tables = ["timit"]\n' + base)
+    with pytest.raises(SuiteError, match="paper_tables: expected a list of") as error:
+        load_suite(path)
+    assert "\n" not in str(error.value)

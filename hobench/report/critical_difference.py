@@ -3,6 +3,8 @@ post-hoc test) on a matplotlib `Figure` with the Agg canvas, like every report f
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -28,7 +30,8 @@ def plot_critical_difference(rank_set: RankSet, path: Path) -> tuple[Path, str] 
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     # Drawn also when Friedman finds no difference: the caption says so, and one bar then
     # joins every strategy, which is itself the finding.
-    plot_stats(result, allow_insignificant=True, ax=ax)
+    with contextlib.redirect_stdout(io.StringIO()):  # autorank prints its tables
+        plot_stats(result, allow_insignificant=True, ax=ax)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI, facecolor="white")
     verdict = (

@@ -6,6 +6,8 @@ same data split, so strategies are compared seed by seed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -180,7 +182,8 @@ def nemenyi(rank_set: RankSet):
     if blocks.shape[1] < 3 or blocks.shape[0] < 5:
         return None
     data = blocks.reset_index(drop=True)
-    return autorank(data, alpha=ALPHA, order="descending", force_mode="nonparametric")
+    with contextlib.redirect_stdout(io.StringIO()):  # autorank prints notes and tables
+        return autorank(data, alpha=ALPHA, order="descending", force_mode="nonparametric")
 
 
 def bootstrap_ci(
