@@ -61,7 +61,7 @@ bench: bench-engine bench-suite
 # Resumes: rerunning after an interruption runs only the missing cells.
 bench-suite: install
 	$(VENV)/bin/hobench run suites/default.toml --jobs 2 --results-dir results/local/default
-	$(VENV)/bin/hobench report results/local/default
+	$(VENV)/bin/hobench report results/local/default --engine results/engine-bench.json
 	-$(VENV)/bin/hobench compare results/default results/local/default
 	$(VENV)/bin/hobench track results/local/default --history $(HISTORY)
 	@echo "report: $(CURDIR)/results/local/default/report/index.html"

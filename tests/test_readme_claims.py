@@ -1,92 +1,89 @@
-"""Every ordering the README states about the committed default-suite results, checked on them.
+"""Every ordering the README states about the committed default-suite results, checked on them
+with the statistics the report prints, so a claim and its table cannot drift apart.
 
-Each claim is paired over the suite's seeds (one seed = one data split and corruption shared by
-all strategies) and tested with scipy's one-sided Wilcoxon signed-rank test; with 5 seeds the
-smallest p-value is 1/32, reached only when the difference has the claimed sign on every seed.
-The p-values are not corrected for the number of claims: the README says so.
+Per task: each strategy against the task's best by mean, two-sided Wilcoxon signed-rank over the
+10 paired seeds, Holm-corrected over the strategies compared (`stats.paired_vs_best`); a
+strategy the README calls "worse" must be significantly worse at 0.05, one it calls "not
+separated" must not be. Across tasks: Friedman's test and autorank's Nemenyi critical difference
+over the task-seed blocks (`stats.rank_sets`, `stats.nemenyi`).
 """
 
 from __future__ import annotations
 
-import json
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from scipy.stats import wilcoxon
 
-RESULTS = Path(__file__).resolve().parents[1] / "results" / "default" / "runs.jsonl"
-ALPHA = 0.05
+from hobench.report.load import load_runs
+from hobench.report.stats import ALPHA, friedman, nemenyi, paired_vs_best, rank_sets, wilcoxon_p
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "default"
+
+# task: (the best by mean, significantly worse than it, not separated from it)
+PER_TASK = {
+    "ridge": (
+        "rtho",
+        {"default", "early-stopping", "grid", "random", "forward-hg", "rtho-nt"},
+        {"reverse-hg", "tpe"},
+    ),
+    "hc-R250": ("reverse-hg", {"default", "grid", "random", "tpe"}, set()),
+    "hc-R625": ("reverse-hg", set(), {"default", "grid", "random", "tpe"}),
+    "auxtarget": (
+        "grid",
+        {"default", "early-stopping", "rtho"},
+        {"random", "tpe", "reverse-hg", "forward-hg", "rtho-nt"},
+    ),
+}
 
 
 @pytest.fixture(scope="module")
-def finals() -> dict[tuple[str, str], dict[int, dict]]:
-    table: dict[tuple[str, str], dict[int, dict]] = defaultdict(dict)
-    for line in RESULTS.read_text().splitlines():
-        record = json.loads(line)
-        assert record["status"] == "ok", record["cell"]
-        table[record["task"], record["strategy"]][record["seed"]] = record["final"]
-    return table
+def runs():
+    frame = load_runs(RESULTS)
+    assert (frame["status"] == "ok").all()
+    assert frame.groupby(["task", "strategy"]).size().eq(10).all()  # 10 paired seeds each
+    return frame
 
 
-def better_on_every_seed(a: list[float], b: list[float]) -> bool:
-    """a > b paired over seeds, at ALPHA by a one-sided Wilcoxon signed-rank test."""
-    differences = [x - y for x, y in zip(a, b, strict=True)]
-    return wilcoxon(differences, alternative="greater").pvalue <= ALPHA
+@pytest.mark.parametrize("task", PER_TASK)
+def test_per_task_orderings(runs, task):
+    best, worse, not_separated = PER_TASK[task]
+    tests = paired_vs_best(runs[runs["task"] == task])
+    assert tests.index[tests["best"]].tolist() == [best]
+    assert set(tests.index[tests["worse"]]) == worse
+    assert set(tests.index[~tests["best"] & ~tests["worse"]]) == not_separated
 
 
-def column(finals, task, strategy, key="test_acc") -> list[float]:
-    cells = finals[task, strategy]
-    return [cells[seed][key] for seed in sorted(cells)]
+@pytest.mark.parametrize("task", ["hc-R250", "hc-R625"])
+def test_reverse_hg_cleaning_beats_the_baseline_row_on_every_seed(runs, task):
+    cells = runs[(runs["task"] == task) & (runs["strategy"] == "reverse-hg")].sort_values("seed")
+    baseline = [rows["Baseline"]["test_acc"] for rows in cells["final.rows"]]
+    differences = cells["final.test_acc"].to_numpy() - baseline
+    assert (differences > 0).all() and wilcoxon_p(differences) < ALPHA
 
 
-HC_TASKS = ["hc-R250", "hc-R375", "hc-R500", "hc-R625"]
+def test_across_tasks_reverse_hg_ranks_first_and_apart(runs):
+    shared, everyone = rank_sets(runs)
+    assert shared.tasks == ["ridge", "hc-R250", "hc-R625", "auxtarget"]
+    assert set(shared.strategies) == {"default", "grid", "random", "tpe", "reverse-hg"}
+    assert friedman(shared.blocks)[1] < ALPHA
+    result = nemenyi(shared)
+    ranks = result.rankdf["meanrank"].sort_values()
+    assert ranks.index[0] == "reverse-hg"
+    assert ranks.iloc[1] - ranks.iloc[0] > result.cd  # apart from every other strategy
+    # Over the two tasks all nine strategies ran on, the ranks differ, but the best two do not.
+    assert everyone.tasks == ["ridge", "auxtarget"]
+    assert friedman(everyone.blocks)[1] < ALPHA
+    result = nemenyi(everyone)
+    ranks = result.rankdf["meanrank"].sort_values()
+    assert list(ranks.index[:2]) == ["reverse-hg", "tpe"]
+    assert ranks.iloc[1] - ranks.iloc[0] < result.cd
 
 
-@pytest.mark.parametrize("task", HC_TASKS)
-def test_reverse_hg_cleaning_beats_the_baseline_row(finals, task):
-    baseline = [f["rows"]["Baseline"]["test_acc"] for f in finals[task, "reverse-hg"].values()]
-    assert better_on_every_seed(column(finals, task, "reverse-hg"), baseline)
-
-
-@pytest.mark.parametrize("task", ["hc-R250", "hc-R375", "hc-R500"])
-@pytest.mark.parametrize("black_box", ["default", "grid", "random", "tpe"])
-def test_reverse_hg_cleaning_beats_the_black_box_rule_below_half(finals, task, black_box):
-    assert better_on_every_seed(column(finals, task, "reverse-hg"), column(finals, task, black_box))
-
-
-@pytest.mark.parametrize("black_box", ["default", "grid", "random", "tpe"])
-def test_at_half_the_rule_and_reverse_hg_are_not_separated(finals, black_box):
-    """The README claims no order at R = N/2; this fails if the data start to show one."""
-    task = "hc-R625"
-    a, b = column(finals, task, "reverse-hg"), column(finals, task, black_box)
-    assert not better_on_every_seed(a, b) and not better_on_every_seed(b, a)
-
-
-@pytest.mark.parametrize("other", ["default", "grid"])
-def test_reverse_hg_has_lower_ridge_regret(finals, other):
-    assert better_on_every_seed(
-        column(finals, "ridge", other, "regret"), column(finals, "ridge", "reverse-hg", "regret")
-    )
-
-
-TUNED_AUX = ["grid", "random", "tpe", "reverse-hg", "forward-hg"]
-
-
-@pytest.mark.parametrize("tuned", TUNED_AUX)
-def test_tuned_auxtarget_beats_vanilla(finals, tuned):
-    assert better_on_every_seed(
-        column(finals, "auxtarget", tuned), column(finals, "auxtarget", "default")
-    )
-
-
-def test_among_tuned_auxtarget_only_tpe_over_reverse_hg_holds(finals):
-    """The README names one ordering among the tuned strategies; no other may hold."""
-    holding = {
-        (a, b)
-        for a in TUNED_AUX
-        for b in TUNED_AUX
-        if a != b
-        and better_on_every_seed(column(finals, "auxtarget", a), column(finals, "auxtarget", b))
+def test_rtho_collapses_on_some_auxtarget_seeds(runs):
+    """The README counts the seeds on which RTHO and RTHO-NT end near chance (< 50 %)."""
+    aux = runs[runs["task"] == "auxtarget"]
+    collapsed = {
+        strategy: int((aux.loc[aux["strategy"] == strategy, "final.test_acc"] < 0.5).sum())
+        for strategy in ("rtho", "rtho-nt")
     }
-    assert holding == {("tpe", "reverse-hg")}
+    assert collapsed == {"rtho": 3, "rtho-nt": 1}
