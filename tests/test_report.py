@@ -566,3 +566,14 @@ def test_incumbent_regret_is_derived_from_the_final_regret(tmp_path: Path) -> No
     expected = [np.nan if loss is None else loss - 2.0 for loss in losses]  # none yet: NaN
     np.testing.assert_allclose(mine["incumbent_regret"].to_numpy(), expected, equal_nan=True)
     assert points.loc[points["cell"] != record["cell"], "incumbent_regret"].isna().all()
+
+
+def test_a_task_without_accuracy_or_regret_is_judged_by_validation_loss(runs: pd.DataFrame) -> None:
+    plain = runs.copy()
+    plain.loc[plain["task"] == "auxtarget", "final.test_acc"] = np.nan
+    table = task_table(plain, "auxtarget")
+    assert "judged by validation loss" in table.caption and "vs best (Holm p)" in table.header
+    losses = plain[(plain["task"] == "auxtarget") & (plain["status"] == "ok")]
+    best = losses.groupby("strategy")["final.val_loss"].mean().idxmin()
+    assert table.data.loc[best, "best"]
+    assert len(rank_sets(plain)[0].blocks) == 6  # still ranked, on the validation loss

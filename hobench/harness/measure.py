@@ -52,27 +52,28 @@ def peak_rss_mb() -> float:
     is carried over fork and exec, so a worker started by a 700 MB parent would report at
     least 700 MB. Elsewhere ru_maxrss (KiB on Linux and BSD, bytes on macOS).
     """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
+    peak_mb = _proc_status_mb("VmHWM")
+    if peak_mb is not None:
+        return peak_mb
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def current_rss_mb() -> float | None:
-    """Resident memory of this process now, in MB (Linux's VmRSS; None elsewhere)."""
+def _proc_status_mb(field: str) -> float | None:
+    """A memory field of /proc/self/status (Linux) in MB; None where there is none."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024  # kB
     except OSError:
         pass
     return None
+
+
+def current_rss_mb() -> float | None:
+    """Resident memory of this process now, in MB (Linux's VmRSS; None elsewhere)."""
+    return _proc_status_mb("VmRSS")
 
 
 def start_memory_window() -> float | None:

@@ -38,6 +38,17 @@ LAMBDA_COLORS = {"clean": "tab:blue", "corrupted": "tab:red"}
 
 
 @contextmanager
+def _seeded_numpy(seed: int = 0) -> Iterator[None]:
+    """numpy's global generator seeded for the block and restored after it."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+@contextmanager
 def _style() -> Iterator[None]:
     # rcParams are read when artists are created, so drawing happens inside this context.
     with sns.axes_style("whitegrid"), mpl.rc_context(STYLE):
@@ -382,20 +393,21 @@ def memory_figure(runs: pd.DataFrame, colors: dict | None = None) -> Figure | No
     for ax, (task, column, label, cells) in zip(axes.flat, panels, strict=False):
         # Strategies on the y axis: their names read horizontally, however many there are.
         order = [s for s in colors if s in set(cells["strategy"])]
-        sns.stripplot(
-            data=cells,
-            x=column,
-            y="strategy",
-            order=order,
-            hue="strategy",
-            hue_order=order,
-            palette=colors,
-            size=5,
-            alpha=0.7,
-            jitter=0.15,
-            legend=False,
-            ax=ax,
-        )
+        with _seeded_numpy():  # seaborn jitters with np.random: the same figure every time
+            sns.stripplot(
+                data=cells,
+                x=column,
+                y="strategy",
+                order=order,
+                hue="strategy",
+                hue_order=order,
+                palette=colors,
+                size=5,
+                alpha=0.7,
+                jitter=0.15,
+                legend=False,
+                ax=ax,
+            )
         means = cells.groupby("strategy")[column].mean()
         ax.scatter(
             [means[s] for s in order],

@@ -75,8 +75,14 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 def score_metric(cells: pd.DataFrame) -> tuple[str, bool]:
     """The column a task is judged by and whether higher is better: regret (lower) where the
-    task reports it, else test accuracy (higher)."""
-    return ("final.regret", False) if lower_is_better(cells) else ("final.test_acc", True)
+    task reports it, else test accuracy (higher), else validation loss (lower; a task of a
+    plugin may report neither)."""
+    ok = cells[cells["status"] == "ok"]
+    if lower_is_better(ok):
+        return "final.regret", False
+    if "final.test_acc" in ok and ok["final.test_acc"].notna().any():
+        return "final.test_acc", True
+    return "final.val_loss", False
 
 
 def paired_vs_best(cells: pd.DataFrame) -> pd.DataFrame:

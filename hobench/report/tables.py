@@ -23,9 +23,9 @@ from hobench.report.stats import (
     binomial_se,
     block_ranks,
     friedman,
-    lower_is_better,
     paired_vs_best,
     rank_sets,
+    score_metric,
     t_interval,
 )
 
@@ -106,7 +106,11 @@ METRICS = (
     Metric("resources.peak_rss_mb", "peak_rss_mb", "peak RSS (MB)", 1.0, 0, optional=True),
     Metric("resources.cuda_peak_mb", "cuda_peak_mb", "CUDA peak (MB)", 1.0, 0, optional=True),
 )
-JUDGED_BY = {"final.test_acc": "test accuracy", "final.regret": "regret"}
+JUDGED_BY = {
+    "final.test_acc": "test accuracy",
+    "final.regret": "regret",
+    "final.val_loss": "validation loss",
+}
 
 
 def format_ci(
@@ -195,7 +199,7 @@ def task_table(runs: pd.DataFrame, task: str) -> Table:
     cells = runs[runs["task"] == task]
     metrics = _shown_metrics(cells)
     tests = paired_vs_best(cells)
-    judged = "final.regret" if lower_is_better(_ok(cells)) else "final.test_acc"
+    judged = score_metric(cells)[0]
     header = ["strategy", "seeds ok"]
     for metric in metrics:
         header.append(metric.label)
@@ -273,7 +277,8 @@ def rank_table(rank_set: RankSet, index: int = 0) -> Table:
     caption = (
         f"Strategies ranked together only over the tasks on which every one of them ran "
         f"({', '.join(rank_set.tasks)}). Each block is one task-seed: strategies are ranked "
-        "within it (1 = best; by test accuracy, or by regret on tasks that report one; ties "
+        "within it (1 = best; by regret on tasks that report one, else by test accuracy, else by "
+        "validation loss; ties "
         "share the average rank) and the ranks averaged over blocks; per-task columns average "
         f"over that task's seeds. {friedman_text}{dropped}. The critical-difference diagram "
         "below (autorank: Friedman and Nemenyi) shows which mean ranks differ significantly."
