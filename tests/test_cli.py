@@ -69,7 +69,7 @@ def test_show(tmp_path: Path, capsys) -> None:
         assert lines[0] == "task q (toy-quad)"
         assert lines[1].split() == [
             "strategy", "ok", "failed", "test_acc", "val_loss", "regret", "wall_s", "overrun_s",
-            "cost", "steps", "rss_mb",
+            "cost", "steps", "added_mb",
         ]  # fmt: skip
         assert lines[2].split()[:3] == ["toy-random", "1", "0"]
         assert lines[3].split() == ["toy-raise", "0", "1", *["-"] * 8]
@@ -84,7 +84,7 @@ def test_show_prints_cost_and_overrun(tmp_path: Path, capsys) -> None:
     header = lines[1].split()
     assert header == [
         "strategy", "ok", "failed", "test_acc", "val_loss", "wall_s", "overrun_s", "cost",
-        "steps", "rss_mb",
+        "steps", "added_mb",
     ]  # fmt: skip
     rows = {line.split()[0]: dict(zip(header, line.split(), strict=True)) for line in lines[2:]}
     # rtho: 40 units of 0.125 plain runs; overruns of 0, 0.5 and 1 s over its three seeds.

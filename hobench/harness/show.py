@@ -21,7 +21,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("overrun_s", "resources.overrun_s", ".1f"),  # seconds past a seconds budget
     ("cost", "resources.cost", ".3g"),  # plain-training equivalents spent
     ("steps", "resources.inner_steps", ".0f"),
-    ("rss_mb", "resources.peak_rss_mb", ".0f"),
+    ("added_mb", "resources.added_rss_mb", ".1f"),  # memory the cell added over its worker
 )
 
 
