@@ -39,6 +39,7 @@ ALL = [
     "tpe",
     "qmc",
     "gp",
+    "cmaes",
     "reverse-hg",
     "forward-hg",
     "rtho",

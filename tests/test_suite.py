@@ -137,7 +137,6 @@ DOMAIN_CASES = {
     "l2-low-zero": (RIDGE + "l2_low = 0\n", kind("tpe"), "tasks[0].l2_low: 0.0 is out", "> 0"),
     "l2-range-empty": (RIDGE + "l2_low = 5\nl2_high = 1\n", kind("tpe"), "tasks[0].l2_high", ""),
     "n-train-below-features": (RIDGE + "n_train = 10\n", kind("tpe"), "tasks[0].n_train", ">="),
-    "cmaes-not-installed": (RIDGE, kind("cmaes"), "strategies[0].kind: the cmaes strategy", "pip"),
     "hyper-lr-negative": (RIDGE, kind("reverse-hg", "hyper_lr = -1\n"), "hyper_lr: -1.0", ">= 0"),
     "points-per-dim-negative": (RIDGE, kind("grid", "points_per_dim = -1\n"), "points_per_dim", ""),
     "record-every-zero": (RIDGE, kind("rtho", "record_every = 0\n"), "record_every: 0", ">= 1"),
@@ -185,6 +184,14 @@ def test_malformed_suite_gives_one_line(tmp_path: Path, case: str) -> None:
     assert key in message
     assert hint in message
     assert "; " in message  # problem; fix
+
+
+def test_cmaes_missing_is_one_line_before_any_cell(tmp_path: Path, monkeypatch) -> None:
+    """cmaes installs with hobench; where it is absent anyway the suite says so up front."""
+    monkeypatch.setitem(sys.modules, "cmaes", None)  # `import cmaes` raises ImportError
+    path = write(tmp_path, HEAD + TASK + '[[strategies]]\nkind = "cmaes"\n')
+    with pytest.raises(SuiteError, match=r"strategies\[0\]\.kind: the cmaes strategy.*pip"):
+        load_suite(path)
 
 
 def test_missing_file(tmp_path: Path) -> None:
