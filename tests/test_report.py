@@ -577,3 +577,20 @@ def test_a_task_without_accuracy_or_regret_is_judged_by_validation_loss(runs: pd
     best = losses.groupby("strategy")["final.val_loss"].mean().idxmin()
     assert table.data.loc[best, "best"]
     assert len(rank_sets(plain)[0].blocks) == 6  # still ranked, on the validation loss
+
+
+def test_a_significant_difference_against_the_best_by_mean_can_favour_the_other() -> None:
+    """"worse" needs the seed-by-seed median against the strategy: here b wins 14 of 15 seeds
+    by small margins and loses one by a lot, so a is best by mean but b is no worse."""
+    b = [0.6 + 0.001 * i for i in range(15)]
+    a = [x - 0.001 * (i + 1) for i, x in enumerate(b[:14])] + [b[14] + 1.0]
+    rows = [
+        {"status": "ok", "seed": i, "strategy": s, "final.test_acc": v, "final.regret": np.nan}
+        for s, values in (("a", a), ("b", b))
+        for i, v in enumerate(values)
+    ]
+    tests = paired_vs_best(pd.DataFrame(rows))
+    assert tests.loc["a", "best"]
+    # Signed ranks: 1..14 for b, 15 for a, so T = 15 and p = 2 * 137 / 2**15 (exact).
+    assert tests.loc["b", "p"] == pytest.approx(2 * 137 / 2**15)
+    assert tests.loc["b", "better_median"] and not tests.loc["b", "worse"]

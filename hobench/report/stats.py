@@ -90,30 +90,39 @@ def paired_vs_best(cells: pd.DataFrame) -> pd.DataFrame:
     signed-rank over the seeds both ran, Holm-corrected over the strategies compared.
 
     Returns one row per strategy: `mean`, `best` (bool), `n_pairs`, `p` (raw), `p_holm`,
-    `worse` (significantly worse than the best at ALPHA after Holm). The best's p's are NaN.
+    `median_gain` (median over seeds of the strategy's advantage over the best, oriented so
+    that positive is better), `worse` (significant at ALPHA after Holm, median against it) and
+    `better_median` (significant, median for it although its mean is lower: outliers decide
+    the mean). The best's p's are NaN.
     """
     metric, higher = score_metric(cells)
     ok = cells[cells["status"] == "ok"]
     by_seed = ok.pivot_table(index="seed", columns="strategy", values=metric, aggfunc="first")
     means = by_seed.mean()
     if means.dropna().empty:
-        return pd.DataFrame(columns=["mean", "best", "n_pairs", "p", "p_holm", "worse"])
+        columns = ["mean", "best", "n_pairs", "p", "median_gain", "p_holm", "worse"]
+        return pd.DataFrame(columns=[*columns, "better_median"])
     best = str(means.idxmax() if higher else means.idxmin())
     rows = {}
     for strategy in by_seed.columns:
-        pairs = by_seed[[strategy, best]].dropna()
-        p = math.nan if strategy == best else wilcoxon_p(pairs[strategy] - pairs[best])
+        # Paired by seed: the seeds both ran (differences of 0 against itself for the best).
+        pairs = by_seed[strategy].to_frame("x").join(by_seed[best].rename("b")).dropna()
+        differences = pairs["x"] - pairs["b"]
         rows[str(strategy)] = {
             "mean": float(means[strategy]),
             "best": strategy == best,
             "n_pairs": len(pairs),
-            "p": p,
+            "p": math.nan if strategy == best else wilcoxon_p(differences),
+            # The best is the best by mean; a seed-by-seed majority may still favour the other.
+            "median_gain": float(differences.median() if higher else -differences.median()),
         }
     table = pd.DataFrame.from_dict(rows, orient="index")
     others = table.index[~table["best"]]
     table["p_holm"] = math.nan
     table.loc[others, "p_holm"] = holm(table.loc[others, "p"].tolist())
-    table["worse"] = table["p_holm"] < ALPHA
+    significant = table["p_holm"] < ALPHA
+    table["worse"] = significant & (table["median_gain"] < 0)
+    table["better_median"] = significant & (table["median_gain"] > 0)
     table.index.name = "strategy"
     return table
 
