@@ -580,7 +580,7 @@ def test_a_task_without_accuracy_or_regret_is_judged_by_validation_loss(runs: pd
 
 
 def test_a_significant_difference_against_the_best_by_mean_can_favour_the_other() -> None:
-    """"worse" needs the seed-by-seed median against the strategy: here b wins 14 of 15 seeds
+    """A "worse" mark needs the seed-by-seed median against the strategy: b wins 14 of 15 seeds
     by small margins and loses one by a lot, so a is best by mean but b is no worse."""
     b = [0.6 + 0.001 * i for i in range(15)]
     a = [x - 0.001 * (i + 1) for i, x in enumerate(b[:14])] + [b[14] + 1.0]
