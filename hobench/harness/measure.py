@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import math
@@ -12,7 +13,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 import hobench
+from hobench.harness.store import write_atomic
 
 PACKAGES = ("torch", "optuna", "numpy", "pandas")
 
@@ -205,14 +206,8 @@ def calibrate() -> float:
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         pass
     unit_s = measure_calibration().unit_s
-    try:  # best effort: a read-only home only costs the next run its 3 s
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({key: {"unit_s": unit_s, "at": time.time()}}, handle)
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):  # best effort: a read-only home costs the next run 3 s
+        write_atomic(path, json.dumps({key: {"unit_s": unit_s, "at": time.time()}}))
     return unit_s
 
 

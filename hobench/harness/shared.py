@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from hobench.harness.store import write_atomic
 
 _folder: Path | None = None
 
@@ -34,17 +34,14 @@ def computed_once(key: dict[str, Any], compute: Callable[[], Any]) -> Any:
         return compute()
     text = json.dumps(key, sort_keys=True)
     path = _folder / (hashlib.sha256(text.encode()).hexdigest()[:32] + ".json")
+    key = json.loads(text)  # as stored: tuples become lists
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
-        if stored["key"] == json.loads(text):
+        if stored["key"] == key:
             return stored["value"]
     except (OSError, ValueError, KeyError, TypeError):
-        pass  # not there yet (or torn by a killed worker): compute it
+        pass  # not there yet: compute it
     value = compute()
-    _folder.mkdir(parents=True, exist_ok=True)
     # Two workers may compute the same value at once: each renames a whole file into place.
-    fd, tmp = tempfile.mkstemp(dir=_folder, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump({"key": json.loads(text), "value": value}, handle)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps({"key": key, "value": value}))
     return value
