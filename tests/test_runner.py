@@ -200,6 +200,24 @@ def test_failures_are_recorded_and_the_suite_goes_on(tmp_path: Path) -> None:
     assert records["q/big/0"]["manifest"]["calibration_s"] > 0
 
 
+def test_a_cell_forked_from_the_zygote_equals_one_started_from_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CPU cells fork from a process that imported torch once; CUDA cells start from scratch
+    (spawn). Both must give the same record, here on CPU."""
+    from hobench.harness import worker
+
+    suite = load_suite(write_suite(tmp_path, strategy("toy-random")))
+    forked = run_suite(suite, tmp_path / "forked", quiet=True)
+    monkeypatch.setattr(
+        worker, "context", lambda device: worker.multiprocessing.get_context("spawn")
+    )
+    spawned = run_suite(suite, tmp_path / "spawned", quiet=True)
+    assert forked.ok == spawned.ok == ["q/toy-random/0"]
+    assert by_cell(forked.records) == by_cell(spawned.records)
+    assert worker.context("cuda").get_start_method() == "spawn"
+
+
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     # Seeded cells; the kill lands during the second cell (a worker needs a second to start).
     path = write_suite(tmp_path, strategy("toy-random"), seeds="[0, 1]")

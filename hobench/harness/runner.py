@@ -14,19 +14,18 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, TextIO
 
 import torch
 from tqdm import tqdm
 
-import hobench
 from hobench.harness.budget import LIMITS
 from hobench.harness.cell import crash_record, jsonable
 from hobench.harness.measure import manifest as make_manifest
@@ -211,7 +210,7 @@ def _read_status(path: Path) -> dict[str, Any] | None:
 class _Worker:
     cell: Cell
     slot: int
-    process: subprocess.Popen
+    process: BaseProcess
     out_path: Path
     log_path: Path
     started: float
@@ -229,16 +228,19 @@ class _Pool:
         threads: int,
         gpu_slots: list[str] | None,
         workdir: Path,
+        device: str = "cpu",
     ) -> None:
         self.suite_name, self.manifest, self.data_dir = suite_name, manifest, data_dir
         self.threads, self.gpu_slots, self.workdir = threads, gpu_slots, workdir
+        # Imported here: the worker module imports what the zygote preloads (torch._dynamo, …).
+        from hobench.harness import worker
+
+        self.context, self.target = worker.context(device), worker.run_job
         self.running: list[_Worker] = []
         self.launched = 0
 
     def _env(self, slot: int) -> dict[str, str]:
         env = dict(os.environ)
-        package_root = str(Path(hobench.__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[name] = str(self.threads)
         if self.gpu_slots:
@@ -247,9 +249,8 @@ class _Pool:
 
     def start(self, cell: Cell, slot: int) -> None:
         self.launched += 1
-        job_path, out_path, log_path, status_path = (
-            self.workdir / f"cell{self.launched}.{suffix}"
-            for suffix in ("job", "out", "log", "status")
+        out_path, log_path, status_path = (
+            self.workdir / f"cell{self.launched}.{suffix}" for suffix in ("out", "log", "status")
         )
         job = {
             "cell": cell.to_dict(),
@@ -257,15 +258,12 @@ class _Pool:
             "data_dir": self.data_dir,
             "manifest": self.manifest,
             "threads": self.threads,
-            "runner_pid": os.getpid(),
         }
-        job_path.write_text(json.dumps(job), encoding="utf-8")
-        command = [sys.executable, "-m", "hobench.harness.worker", str(out_path)]
-        with job_path.open("rb") as stdin, log_path.open("wb") as log:
-            env = {**self._env(slot), STATUS_ENV: str(status_path)}
-            process = subprocess.Popen(
-                command, stdin=stdin, stdout=log, stderr=subprocess.STDOUT, env=env
-            )
+        env = {**self._env(slot), STATUS_ENV: str(status_path)}
+        process = self.context.Process(
+            target=self.target, args=(job, str(out_path), str(log_path), env), name=cell.key
+        )
+        process.start()
         now = time.perf_counter()
         self.running.append(_Worker(cell, slot, process, out_path, log_path, now, status_path))
 
@@ -279,15 +277,16 @@ class _Pool:
         A worker stopped by SIGINT or SIGTERM was stopped from outside: its cell did not finish,
         so the run stops as on Ctrl-C and a resume reruns the cell.
         """
-        done = [worker for worker in self.running if worker.process.poll() is not None]
+        done = [worker for worker in self.running if worker.process.exitcode is not None]
         for worker in done:
             self.running.remove(worker)
-        if any(w.process.returncode in (-signal.SIGINT, -signal.SIGTERM) for w in done):
+        if any(w.process.exitcode in (-signal.SIGINT, -signal.SIGTERM) for w in done):
             raise KeyboardInterrupt
         return [(worker, self._record(worker)) for worker in done]
 
     def _record(self, worker: _Worker) -> dict[str, Any]:
-        code = worker.process.returncode
+        code = worker.process.exitcode
+        worker.process.close()
         if code == 0:
             try:
                 return json.loads(worker.out_path.read_text(encoding="utf-8"))
@@ -313,15 +312,14 @@ class _Pool:
     def stop(self) -> None:
         """Terminate every running worker: SIGTERM, then SIGKILL after a grace period."""
         for worker in self.running:
-            if worker.process.poll() is None:
+            if worker.process.exitcode is None:
                 worker.process.terminate()
         deadline = time.perf_counter() + STOP_GRACE_S
         for worker in self.running:
-            try:
-                worker.process.wait(timeout=max(0.0, deadline - time.perf_counter()))
-            except subprocess.TimeoutExpired:
+            worker.process.join(timeout=max(0.0, deadline - time.perf_counter()))
+            if worker.process.exitcode is None:
                 worker.process.kill()
-                worker.process.wait()
+                worker.process.join()
         self.running.clear()
 
 
@@ -416,7 +414,8 @@ def _run_locked(
     if main_thread:
         previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     with _workdir(store) as workdir:
-        pool = _Pool(suite.name, manifest, data_dir, threads, _gpu_slots(resolved, jobs), workdir)
+        gpu_slots = _gpu_slots(resolved, jobs)
+        pool = _Pool(suite.name, manifest, data_dir, threads, gpu_slots, workdir, resolved)
         try:
             progress.begin()
             _drive(pool, todo, jobs, store, progress, summary)

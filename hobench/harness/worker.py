@@ -1,23 +1,37 @@
-"""Worker entry point: `python -m hobench.harness.worker OUT_JSON` runs one cell.
+"""The worker: one process per cell, forked from a zygote that has already imported torch.
 
-The job (cell, suite name, data dir, manifest, threads, runner pid) arrives as JSON on stdin;
-the record is written to OUT_JSON. One fresh process per cell makes peak memory the cell's own
-and turns a segfault or an out-of-memory kill into a failed cell instead of a dead suite.
+Importing torch and the torch._dynamo that `torch.func.grad` and the FLOP counter pull in takes
+about 4 s per process on a 2-core machine, longer than many cells run. So on CPU the runner asks
+multiprocessing's forkserver to import this module once (the zygote), and each cell is a fresh
+fork of it: its own process still, so a segfault or an out-of-memory kill is a failed cell, not a
+dead suite, and its memory window starts from its own baseline. The zygote only imports: a
+backward pass before a fork would break autograd in every child ("Autograd and Fork" in
+PyTorch's wiki), and CUDA cannot be used across a fork, so CUDA cells start from scratch
+(multiprocessing's spawn) instead.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
+from multiprocessing.context import BaseContext
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch._decomp.decompositions_for_jvp  # noqa: F401  (forward mode's first use, ~0.5 s)
+import torch._dynamo  # noqa: F401  (~2 s: what torch.func.grad and the FLOP counter load lazily)
+import torch.func  # noqa: F401
+from threadpoolctl import threadpool_limits
+from torch.utils.flop_counter import FlopCounterMode
 
+import hobench.strategies  # noqa: F401  (the built-ins and optuna, imported in the zygote)
+import hobench.tasks  # noqa: F401
 from hobench.harness.cell import run_cell
 from hobench.harness.shared import use_folder
 from hobench.harness.store import dumps
@@ -26,16 +40,52 @@ from hobench.registry import TASKS
 from hobench.tasks.base import Task
 
 
-def _exit_with_parent(runner_pid: int) -> None:
-    """Exit when the runner dies (e.g. SIGKILL): an orphaned worker would only burn the machine.
+def context(device: str) -> BaseContext:
+    """How worker processes start: forked from the zygote on CPU, from scratch on CUDA."""
+    if device.startswith("cuda"):
+        return multiprocessing.get_context("spawn")
+    forkserver = multiprocessing.get_context("forkserver")
+    forkserver.set_forkserver_preload([__name__])  # read when the server starts, the first time
+    return forkserver
 
-    The runner's pid comes with the job, because the runner may already be gone by the time
-    this process has imported torch.
-    """
+
+def run_job(job: dict[str, Any], out_path: str, log_path: str, env: dict[str, str]) -> None:
+    """A worker process's whole life: run the job's cell, write its record to `out_path`."""
+    # Ctrl-C reaches the whole process group; the runner owns it and stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _exit_with_parent()
+    with open(log_path, "wb") as log:  # stdout and stderr, also of C code, go to the cell's log
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    # The runner's environment now, not the zygote's from when it started (threads, GPU, status).
+    os.environ.clear()
+    os.environ.update(env)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s: %(message)s")
+    if job.get("threads"):
+        # The zygote loaded torch's OpenMP and numpy's BLAS before any thread count was known;
+        # both now get the suite's, as environment variables would have set them at load.
+        threadpool_limits(int(job["threads"]))
+        torch.set_num_threads(int(job["threads"]))
+    load_registries()
+    _warm_up(job["cell"]["task_kind"])
+    out = Path(out_path)
+    use_folder(out.parent / "shared")  # the run's scratch folder: values shared by its cells
+    record = run_cell(Cell.from_dict(job["cell"]), job["suite"], job["data_dir"], job["manifest"])
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(dumps(record), encoding="utf-8")
+    os.replace(tmp, out)  # the runner sees a whole record or none
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def _exit_with_parent() -> None:
+    """Exit when the parent goes (the forkserver ends with the runner; spawn's parent is the
+    runner): an orphaned worker after a SIGKILLed runner would only burn the machine."""
+    parent = os.getppid()
 
     def watch() -> None:
         while True:
-            if os.getppid() != runner_pid:
+            if os.getppid() != parent:
                 os._exit(3)
             time.sleep(0.5)
 
@@ -43,43 +93,13 @@ def _exit_with_parent(runner_pid: int) -> None:
 
 
 def _warm_up(task_kind: str) -> None:
-    """Load what a cell loads lazily on first use (autograd, torch.func; for tasks with a
-    gradient problem also the FLOP counter and the torch._dynamo it imports, ~2 s and ~70 MB),
-    so the memory baseline a cell is measured against includes it and a cell's added memory is
-    its own. Tasks without a gradient problem (no FLOP counting, no torch.func.grad) skip it."""
+    """Run once what a cell initialises lazily on first use (autograd's engine, torch.func, the
+    FLOP counter for tasks with a gradient problem), so the memory baseline a cell is measured
+    against includes it and a cell's added memory is its own. The imports are the zygote's."""
     x = torch.ones(4, 4, requires_grad=True)
     (x @ x).tanh().sum().backward()
     torch.func.jvp(torch.tanh, (x.detach(),), (x.detach(),))
     known = task_kind in TASKS.names()  # an unknown kind fails in run_cell, with its error
     if known and TASKS.get(task_kind).gradient_problem is not Task.gradient_problem:
-        from torch.utils.flop_counter import FlopCounterMode
-
         with FlopCounterMode(display=False):
             (x @ x).sum().backward()
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m hobench.harness.worker OUT_JSON < job.json", file=sys.stderr)
-        return 2
-    # Ctrl-C reaches the whole process group; the runner owns it and stops its workers itself.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    job = json.load(sys.stdin)
-    _exit_with_parent(int(job["runner_pid"]))
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s: %(message)s")
-    if job.get("threads"):
-        torch.set_num_threads(int(job["threads"]))
-    load_registries()
-    _warm_up(job["cell"]["task_kind"])
-    out = Path(argv[0])
-    use_folder(out.parent / "shared")  # the run's scratch folder: values shared by its cells
-    record = run_cell(Cell.from_dict(job["cell"]), job["suite"], job["data_dir"], job["manifest"])
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(dumps(record), encoding="utf-8")
-    os.replace(tmp, out)  # the parent sees a whole record or none
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
