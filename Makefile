@@ -1,6 +1,7 @@
 # hobench: every target works from a fresh clone; `make test` installs first.
 #
-#   make install        .venv with the package, dev tools and the peers extra (torchopt, higher)
+#   make install        .venv with the package, dev tools, the peers extra (torchopt, higher)
+#                       and the ray extra (make test runs a suite on a local Ray cluster)
 #   make test           unit, exactness and integration tests (tests/), no benchmarks
 #   make lint           ruff check + ruff format --check
 #   make bench          engine benchmarks, then suites/default.toml on the embedded data into
@@ -46,7 +47,7 @@ $(PY):
 # venv (CI puts the CPU build there first) pip keeps it, otherwise pip resolves it.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[dev,peers]'
+	$(PY) -m pip install -e '.[dev,peers,ray]'
 	touch $@
 
 test: install

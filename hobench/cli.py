@@ -32,6 +32,7 @@ USER_ERRORS = (
     ("hobench.harness.store", "StoreError"),
     ("hobench.harness.budget", "BudgetError"),
     ("hobench.harness.measure", "DeviceError"),
+    ("hobench.harness.ray_executor", "RayUnavailable"),
     ("hobench.data.errors", "DataError"),
     ("hobench.registry", "UnknownName"),
     ("hobench.report.errors", "ReportError"),
@@ -86,6 +87,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         cell_filter=args.only,
         retry_failed=args.retry_failed,
         wait=not args.no_wait,
+        executor=args.executor,
+        address=args.address,
     )
     records = ResultsStore(results_dir).load()
     print(format_table(records))
@@ -305,6 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-wait",
         action="store_true",
         help="refuse, instead of waiting, when another run writes to the results dir",
+    )
+    run.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: worker processes here (default); ray: Ray tasks (pip install 'hobench[ray]')",
+    )
+    run.add_argument(
+        "--address", help="with --executor ray: the cluster's address (default: a local one)"
     )
     run.add_argument("--quiet", "-q", action="store_true", help="print only failures and summary")
     run.add_argument("--only", metavar="SUBSTRING", help="run only cells whose key contains it")

@@ -31,6 +31,7 @@ from hobench.harness.cell import crash_record, jsonable
 from hobench.harness.measure import manifest as make_manifest
 from hobench.harness.measure import resolve_device
 from hobench.harness.preflight import check_budgets
+from hobench.harness.ray_executor import LOST, RayPool
 from hobench.harness.recorder import STATUS_ENV
 from hobench.harness.store import ResultsStore, StoreError
 from hobench.harness.suite import Cell, Suite
@@ -39,6 +40,7 @@ POLL_S = 0.05
 STOP_GRACE_S = 3.0
 LOG_TAIL_LINES = 30
 WORKDIR = ".work"  # scratch folder of the workers, inside the results directory
+EXECUTORS = ("local", "ray")  # local: forked worker processes; ray: Ray tasks
 
 
 @dataclass
@@ -338,13 +340,18 @@ def run_suite(
     cell_filter: str | None = None,
     retry_failed: bool = False,
     wait: bool = True,
+    executor: str = "local",
+    address: str | None = None,
 ) -> RunSummary:
     """Run the suite's unfinished cells (`cell_filter`: substring of the cell key) into
     `results_dir/runs.jsonl`; `force` reruns finished ones, `retry_failed` the failed ones.
     Another run on the same directory is waited for (`wait=False`: refused). Ctrl-C stops
-    cleanly."""
+    cleanly. `executor="ray"` runs the cells as Ray tasks (`address`: a cluster's; None
+    starts a local one); `jobs` is then how many are in flight at once."""
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
     started = time.perf_counter()
     resolved = resolve_device(device or suite.device)  # fail before anything runs
     cells = [c for c in suite.cells(device) if not cell_filter or cell_filter in c.key]
@@ -352,20 +359,22 @@ def run_suite(
     # The writer's lock for the whole run: no other run records a cell here meanwhile.
     with store.locked(wait, on_wait=lambda line: print(line, file=sys.stderr, flush=True)):
         return _run_locked(
-            suite, cells, store, jobs, force, retry_failed, data_dir, resolved, quiet, started
-        )
+            suite, cells, store, jobs, force, retry_failed, data_dir, resolved, quiet, started,
+            (executor, address),
+        )  # fmt: skip
 
 
 def _cells_to_rerun(
     cells: list[Cell], records: list[dict[str, Any]], force: bool, retry_failed: bool
 ) -> set[str]:
-    """Keys of finished cells to run again: all with --force, the failed with --retry-failed."""
+    """Keys of finished cells to run again: all with --force, the failed with --retry-failed,
+    and always those whose Ray worker or node was lost (the cell never had its run)."""
     if force:
         return {cell.key for cell in cells}
-    if retry_failed:
-        failed = {record["cell"] for record in records if record.get("status") != "ok"}
-        return {cell.key for cell in cells if cell.key in failed}
-    return set()
+    failed = {record["cell"] for record in records if record.get("status") != "ok"}
+    if not retry_failed:
+        failed = {r["cell"] for r in records if (r.get("error") or "").startswith(f"{LOST}:")}
+    return {cell.key for cell in cells if cell.key in failed}
 
 
 def _run_locked(
@@ -379,6 +388,7 @@ def _run_locked(
     resolved: str,
     quiet: bool,
     started: float,
+    executor: tuple[str, str | None],
 ) -> RunSummary:
     records = store.load()
     rerun = _cells_to_rerun(cells, records, force, retry_failed)
@@ -403,7 +413,7 @@ def _run_locked(
     # Threads are the suite's, not --jobs': a float sum splits differently over 1 and 2
     # threads, so pinning them is what makes a seeded cost-budget run bit-identical.
     threads = suite.threads
-    if jobs * threads > _cores():
+    if jobs * threads > _cores() and executor[0] == "local":
         progress.say(
             f"hobench: note: {jobs} jobs x {threads} thread(s) > {_cores()} cores; "
             "cells will share cores (results are unaffected, times are slower)"
@@ -414,8 +424,11 @@ def _run_locked(
     if main_thread:
         previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     with _workdir(store) as workdir:
-        gpu_slots = _gpu_slots(resolved, jobs)
-        pool = _Pool(suite.name, manifest, data_dir, threads, gpu_slots, workdir, resolved)
+        if executor[0] == "ray":
+            pool = RayPool(suite.name, manifest, data_dir, threads, resolved, executor[1])
+        else:
+            gpu_slots = _gpu_slots(resolved, jobs)
+            pool = _Pool(suite.name, manifest, data_dir, threads, gpu_slots, workdir, resolved)
         try:
             progress.begin()
             _drive(pool, todo, jobs, store, progress, summary)

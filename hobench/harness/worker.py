@@ -23,6 +23,8 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
 
+import cmaes  # noqa: F401  (the samplers' lazy imports: cmaes, and scipy's qmc for qmc)
+import scipy.stats.qmc  # noqa: F401
 import torch
 import torch._decomp.decompositions_for_jvp  # noqa: F401  (forward mode's first use, ~0.5 s)
 import torch._dynamo  # noqa: F401  (~2 s: what torch.func.grad and the FLOP counter load lazily)
@@ -61,6 +63,18 @@ def run_job(job: dict[str, Any], out_path: str, log_path: str, env: dict[str, st
     os.environ.clear()
     os.environ.update(env)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s: %(message)s")
+    out = Path(out_path)
+    record = execute(job, shared=out.parent / "shared")  # the run's scratch: values its cells share
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(dumps(record), encoding="utf-8")
+    os.replace(tmp, out)  # the runner sees a whole record or none
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def execute(job: dict[str, Any], shared: Path | None) -> dict[str, Any]:
+    """Run the job's cell in this (fresh) process and return its record; also the body of a
+    Ray task. `shared`: the folder of values computed once per run (None: compute each)."""
     if job.get("threads"):
         # The zygote loaded torch's OpenMP and numpy's BLAS before any thread count was known;
         # both now get the suite's, as environment variables would have set them at load.
@@ -68,14 +82,8 @@ def run_job(job: dict[str, Any], out_path: str, log_path: str, env: dict[str, st
         torch.set_num_threads(int(job["threads"]))
     load_registries()
     _warm_up(job["cell"]["task_kind"])
-    out = Path(out_path)
-    use_folder(out.parent / "shared")  # the run's scratch folder: values shared by its cells
-    record = run_cell(Cell.from_dict(job["cell"]), job["suite"], job["data_dir"], job["manifest"])
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(dumps(record), encoding="utf-8")
-    os.replace(tmp, out)  # the runner sees a whole record or none
-    sys.stdout.flush()
-    sys.stderr.flush()
+    use_folder(shared)
+    return run_cell(Cell.from_dict(job["cell"]), job["suite"], job["data_dir"], job["manifest"])
 
 
 def _exit_with_parent() -> None:

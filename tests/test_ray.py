@@ -1,0 +1,59 @@
+"""`hobench run --executor ray`: the same records as a local run, on a real local Ray cluster."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from hobench.harness.ray_executor import LOST, RayUnavailable
+from hobench.harness.runner import run_suite
+from hobench.harness.store import ResultsStore
+from hobench.harness.suite import load_suite
+from tests import harness_toys
+from tests.test_runner import by_cell, strategy, write_suite
+
+pytest.importorskip("ray", reason="make install installs the ray extra")  # a plain pip user
+
+
+@pytest.fixture(autouse=True)
+def toy_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in harness_toys.plugin_env().items():
+        monkeypatch.setenv(name, value)
+
+
+def test_a_ray_run_records_what_a_local_run_records(tmp_path: Path) -> None:
+    # Two cells, one wave on CI's two cores: each Ray worker is a fresh process that imports
+    # torch, so every extra wave costs seconds.
+    suite = load_suite(write_suite(tmp_path, strategy("toy-random") + strategy("toy-kill")))
+    local = run_suite(suite, tmp_path / "local", jobs=2, quiet=True)
+    on_ray = run_suite(suite, tmp_path / "ray", jobs=2, quiet=True, executor="ray")
+    assert on_ray.ok == local.ok == ["q/toy-random/0"]
+    records = {r["cell"]: r for r in ResultsStore(tmp_path / "ray").load()}
+    assert len(records) == 2  # written by the driver through the same store
+    assert records["q/toy-kill/0"]["error"].startswith("WorkerCrash: Ray worker died")
+    local_records = {r["cell"]: r for r in ResultsStore(tmp_path / "local").load()}
+    assert by_cell([records["q/toy-random/0"]]) == by_cell([local_records["q/toy-random/0"]])
+    again = run_suite(suite, tmp_path / "ray", jobs=2, quiet=True, executor="ray")
+    assert again.ran == 0 and again.skipped == 2  # resume: a crash is a result, kept
+
+
+def test_a_cell_whose_worker_was_lost_is_rerun_by_a_plain_resume(tmp_path: Path) -> None:
+    suite = load_suite(write_suite(tmp_path, strategy("toy-random"), seeds="[0, 1]"))
+    first = run_suite(suite, tmp_path / "results", quiet=True)
+    store = ResultsStore(tmp_path / "results")
+    lost = {**first.records[0], "status": "failed", "error": f"{LOST}: NodeDiedError: gone"}
+    store.remove({lost["cell"]})
+    store.append(lost)
+    resumed = run_suite(suite, tmp_path / "results", quiet=True)
+    assert resumed.ran == 1 and resumed.ok == [lost["cell"]]
+
+
+def test_without_ray_the_executor_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    suite = load_suite(write_suite(tmp_path, strategy("toy-random")))
+    with pytest.raises(RayUnavailable, match=r"pip install 'hobench\[ray\]'"):
+        run_suite(suite, tmp_path / "results", quiet=True, executor="ray")
