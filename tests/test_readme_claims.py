@@ -87,3 +87,17 @@ def test_rtho_collapses_on_some_auxtarget_seeds(runs):
         for strategy in ("rtho", "rtho-nt")
     }
     assert collapsed == {"rtho": 3, "rtho-nt": 1}
+
+
+def test_auxtargets_online_step_is_the_tuning_runs_lowest_mean():
+    """auxtarget's online_hyper_lr default is the candidate of suites/tune-online.toml with the
+    lowest mean final validation loss over its five tuning seeds and RTHO and RTHO-NT (a failed
+    cell, e.g. a diverged one, counts as the worst)."""
+    from hobench.registry import TASKS
+
+    frame = load_runs(RESULTS.parent / "tune-online")
+    assert len(frame) == 4 * 2 * 5
+    losses = frame["final.val_loss"].where(frame["status"] == "ok", float("inf"))
+    mean = losses.groupby(frame["task"]).mean()
+    chosen = float(mean.idxmin().removeprefix("aux-o"))
+    assert chosen == TASKS.parameters("auxtarget")["online_hyper_lr"] == 0.03
