@@ -218,6 +218,21 @@ def test_a_cell_forked_from_the_zygote_equals_one_started_from_scratch(
     assert worker.context("cuda").get_start_method() == "spawn"
 
 
+def test_workers_see_the_runners_working_directory_of_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The zygote keeps the directory it started in; a later run's relative paths are the
+    runner's."""
+    suite = load_suite(write_suite(tmp_path, strategy("toy-random")))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    assert run_suite(suite, "results", quiet=True).ok == ["q/toy-random/0"]
+    monkeypatch.chdir(tmp_path / "b")
+    assert run_suite(suite, "results", quiet=True).ok == ["q/toy-random/0"]
+    assert (tmp_path / "b" / "results" / "runs.jsonl").is_file()
+
+
 def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     # Seeded cells; the kill lands during the second cell (a worker needs a second to start).
     path = write_suite(tmp_path, strategy("toy-random"), seeds="[0, 1]")

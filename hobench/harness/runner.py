@@ -262,6 +262,7 @@ class _Pool:
             "threads": self.threads,
         }
         env = {**self._env(slot), STATUS_ENV: str(status_path)}
+        job["cwd"] = os.getcwd()  # the zygote's is the runner's when it started, maybe not now
         process = self.context.Process(
             target=self.target, args=(job, str(out_path), str(log_path), env), name=cell.key
         )

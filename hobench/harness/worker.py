@@ -56,6 +56,7 @@ def run_job(job: dict[str, Any], out_path: str, log_path: str, env: dict[str, st
     # Ctrl-C reaches the whole process group; the runner owns it and stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
+    os.chdir(job["cwd"])  # the runner's now (relative paths), not the zygote's when it started
     with open(log_path, "wb") as log:  # stdout and stderr, also of C code, go to the cell's log
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
