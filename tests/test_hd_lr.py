@@ -70,6 +70,10 @@ def test_hd_lr_costs_a_step_and_a_gradient_and_its_schedule_is_replayed():
     assert recorder.final["online_steps"] == T
     # The replay from s_0 is the online run itself: the same weights, bit for bit.
     assert recorder.final["val_loss"] == recorder.points[-1]["val_loss"]
+    # Only the whole run can be the answer: earlier points are never the incumbent.
+    assert [p["step"] for p in recorder.points] == [10, 20, 27]
+    assert all(p["incumbent_val_loss"] is None for p in recorder.points[:-1])
+    assert recorder.points[-1]["incumbent_val_loss"] == recorder.final["val_loss"]
     assert recorder.final["val_loss"] < task.evaluate(task.default_config()).val_loss
 
 

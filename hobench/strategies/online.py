@@ -15,8 +15,15 @@ for T steps (as RTHO's), so the model trains exactly as long as every other stra
 
 Cost: each step pays the task's plain step and, from t = 2, one more gradient of J (the
 dynamics do not hand out the gradient they compute), so a whole run costs about two plain runs.
-The validation scores recorded along the way are not part of the method and are not charged
-(as RTHO's are not).
+The validation scores recorded every `record_every` steps are not part of the method and are
+not charged (as RTHO's are not); only the one after all T steps can be the incumbent, since
+the answer is the whole schedule (RTHO, unlike this, lets its partial runs be incumbents).
+
+β = 0.001 is Baydin et al.'s value for SGD, not tuned here. On auxtarget's tuning seed 100
+(default sizes, T = 300, cost budget 20) the defaults reach validation loss 0.2492; hd-lr with
+β = 0.001, 0.003, 0.01, 0.03, 0.1 reaches 0.2565, 0.2962, 0.3414, 0.3416, 2.3069: the training
+loss's greedy hypergradient lowers η (to 0.035 by the end at β = 0.001) and no β tried beats
+the defaults on validation, so none was chosen over the paper's.
 """
 
 from __future__ import annotations
@@ -123,8 +130,16 @@ class HypergradientDescentLR(Strategy):
                 spent, t = spent + step, s
             budget.spend(spent, t - start)  # a blow-up stops the chunk: only what ran is paid
             ev = run.score(dynamics.params(state))
+            # Weights trained fewer than T steps are not the answer (its replay is): recorded,
+            # never the incumbent.
             recorder.point(
-                {param.name: etas[-1]}, ev.val_loss, ev.val_acc, ev.test_acc, failed=diverged
+                {param.name: etas[-1]},
+                ev.val_loss,
+                ev.val_acc,
+                ev.test_acc,
+                failed=diverged,
+                candidate=t == run.steps,
+                step=t,
             )
         budget.stop()
         if t == 0:
