@@ -13,13 +13,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from hobench.harness.budget import Budget
 from hobench.harness.cost import CostModel
 from hobench.harness.recorder import Recorder
+from hobench.hypergrad import gd
 from hobench.registry import STRATEGIES, TASKS
 from hobench.strategies.base import Strategy
-from hobench.tasks.base import Evaluation, HyperParam, Task
+from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task, Training
 
 REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 STEPS_PER_EVALUATION = 10
@@ -69,6 +71,73 @@ class ToyQuadratic(Task):
 
     def regret(self, val_loss: float) -> float | None:
         return val_loss  # f(λ*) = 0
+
+
+@TASKS.register("toy-linear")
+class ToyLinear(Task):
+    """Least squares on 8 × 4 inputs by gradient descent from w = 0 for `steps` steps, the step
+    size `lr` searched: small enough to count its FLOPs by hand (a step is two 8 × 4
+    matrix-vector products, 128 FLOPs; a validation pass one, 64)."""
+
+    learning_rate = "lr"
+    LR_RANGE = (0.01, 0.5)
+
+    def __init__(
+        self, *, seed: int = 0, device: str = "cpu", data_dir: str | None = None, steps: int = 27
+    ) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        w_true = torch.randn(4, generator=gen, dtype=torch.float64)
+
+        def sample():
+            X = torch.randn(8, 4, generator=gen, dtype=torch.float64)
+            return X, X @ w_true + 0.3 * torch.randn(8, generator=gen, dtype=torch.float64)
+
+        self.train, self.val = sample(), sample()
+        self.steps = steps
+        self.dynamics = gd(self._inner, lr="lr")
+
+    def _inner(self, w, hp, batch):
+        X, y = self.train
+        return 0.5 * ((X @ w - y) ** 2).mean()
+
+    def _outer(self, w, hp=None):
+        X, y = self.val
+        return 0.5 * ((X @ w - y) ** 2).mean()
+
+    def _score(self, w) -> Evaluation:
+        return Evaluation(val_loss=float(self._outer(w)), steps=self.steps)
+
+    def _params0(self):
+        return torch.zeros(4, dtype=torch.float64)
+
+    def space(self) -> list[HyperParam]:
+        return [HyperParam("lr", *self.LR_RANGE, default=0.05, log=True)]
+
+    def steps_per_evaluation(self) -> int:
+        return self.steps
+
+    def training(self) -> Training:
+        return Training(
+            dynamics=self.dynamics,
+            params0=self._params0,
+            hp=lambda config: {"lr": torch.tensor(config["lr"], dtype=torch.float64)},
+            steps=self.steps,
+            batch_at=lambda t: None,
+            score=self._score,
+            loss=self._inner,
+        )
+
+    def gradient_problem(self, start: str = "default") -> GradientProblem:
+        return GradientProblem(
+            dynamics=self.dynamics,
+            params0=self._params0,
+            hp0={"lr": torch.tensor(0.05, dtype=torch.float64)},
+            steps=self.steps,
+            batch_at=lambda t: None,
+            outer=self._outer,
+            project=lambda hp: {"lr": hp["lr"].clamp(*self.LR_RANGE)},
+            evaluate=lambda w, hp: self._score(w),
+        )
 
 
 class _Toy(Strategy):

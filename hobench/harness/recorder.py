@@ -66,11 +66,15 @@ class Recorder:
         val_acc: float | None = None,
         test_acc: float | None = None,
         failed: bool = False,
+        candidate: bool = True,
         **extra: Any,
     ) -> dict:
+        """One evaluation or hyper-iteration. `candidate` False: a configuration that cannot be
+        the answer (a multi-fidelity trial stopped before T, scored after fewer steps) is
+        recorded but never becomes the incumbent."""
         val_loss = _finite_or_none(val_loss)
         failed = failed or val_loss is None
-        if not failed and (self._best is None or val_loss < self._best["val_loss"]):
+        if candidate and not failed and (self._best is None or val_loss < self._best["val_loss"]):
             self._best = {"val_loss": val_loss, "test_acc": _finite_or_none(test_acc)}
         point = {
             "elapsed_s": self.budget.elapsed,

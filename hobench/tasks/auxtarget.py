@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from hobench.data import load_mnist, split_indices, to_tensors
-from hobench.hypergrad import momentum, reparametrized, unroll
+from hobench.hypergrad import momentum, reparametrized
 from hobench.registry import TASKS
-from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task
+from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task, Training
 from hobench.tasks.common import (
     COUNT,
     DTYPE,
@@ -64,6 +64,7 @@ class AuxTarget(Task):
     """The paper's phone-classification protocol (section 5.2) on MNIST: a ReLU network with a
     secondary regression head weighted by ρ, trained by momentum SGD; tunes η, μ and ρ."""
 
+    learning_rate = "lr"
     domains = {
         "source": SOURCE,
         **dict.fromkeys(("n_train", "n_val", "n_test", "depth", "width"), COUNT),
@@ -192,11 +193,16 @@ class AuxTarget(Task):
     def steps_per_evaluation(self) -> int:
         return self.steps
 
-    def evaluate(self, config: dict[str, float]) -> Evaluation:
-        hp = self._hp(config)
-        state = self.dynamics.init(self._params0(), hp)
-        batch = lambda t: self._batch("train", t, self.batch_size)  # noqa: E731
-        return self._metrics(unroll(self.dynamics, state, hp, self.steps, batch, 0)[-1]["w"])
+    def training(self) -> Training:
+        return Training(
+            dynamics=self.dynamics,
+            params0=self._params0,
+            hp=self._hp,
+            steps=self.steps,
+            batch_at=lambda t: self._batch("train", t, self.batch_size),
+            score=self._metrics,
+            loss=self._inner,
+        )
 
     def gradient_problem(self, start: str = "default") -> GradientProblem:
         if start not in STARTS:

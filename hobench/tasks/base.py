@@ -3,12 +3,17 @@
 A task never knows which strategy drives it. Black-box strategies see `space()` and
 `evaluate(config)`; gradient strategies see `gradient_problem()` and hand the tuned values to
 `finalize(hp)`; both end with the same metrics, so their rows are comparable.
+
+A task describes its black-box training run once, as a `Training`; `evaluate` runs it to the
+end, `evaluations` scores it at intermediate steps (multi-fidelity strategies stop it there),
+and `evaluate_schedule` runs it with a configuration that changes step by step (an online
+strategy's answer, replayed). All three are the same loop, so they agree bit for bit.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +56,26 @@ class Evaluation:
     @property
     def failed(self) -> bool:
         return not math.isfinite(self.val_loss)
+
+
+@dataclass(frozen=True)
+class Training:
+    """A black-box evaluation's training run, described so the harness can run it step by step.
+
+    From `params0()`, `steps` (T) applications of `dynamics` with the hyperparameters
+    `hp(config)` (the tensors the dynamics and the loss read), batch t = `batch_at(t)` for
+    t = 1..T; `score(params)` gives the metrics of the trained weights. `loss` is the training
+    loss J(params, hp, batch) the dynamics descend, for strategies that need its raw gradient
+    (hd-lr); None where a task does not expose it.
+    """
+
+    dynamics: Dynamics
+    params0: Callable[[], Any]
+    hp: Callable[[dict[str, float]], dict[str, torch.Tensor]]
+    steps: int
+    batch_at: Callable[[int], Any]
+    score: Callable[[Any], Evaluation]
+    loss: Callable[[Any, dict[str, torch.Tensor], Any], torch.Tensor] | None = None
 
 
 @dataclass
@@ -100,6 +125,9 @@ class Task:
     # Whether the final protocol is plain training of T steps at the answer (it is not for
     # hyper-cleaning, which retrains on a cleaned set): reference rows of plain training need it.
     final_protocol_is_plain_training: bool = True
+    # The hyperparameter of `space()` that is the inner optimiser's step size, where one is
+    # searched (hd-lr adapts it during training and refuses tasks without one).
+    learning_rate: str | None = None
 
     def space(self) -> list[HyperParam]:
         """The low-dimensional space black-box strategies search."""
@@ -112,9 +140,42 @@ class Task:
         """Inner steps one call of `evaluate` spends (charged against a step budget)."""
         raise NotImplementedError
 
+    def training(self) -> Training:
+        """The black-box training run (see `Training`). A task that only overrides `evaluate`
+        cannot be scored during training, so multi-fidelity strategies and hd-lr refuse it."""
+        raise NotImplementedError
+
     def evaluate(self, config: dict[str, float]) -> Evaluation:
         """Train from scratch with `config`; report validation and test metrics."""
-        raise NotImplementedError
+        return next(self.evaluations(config, [self.steps_per_evaluation()]))[1]
+
+    def evaluations(
+        self, config: dict[str, float], at: Sequence[int]
+    ) -> Iterator[tuple[int, Evaluation]]:
+        """Train once from scratch with `config`, yielding (t, metrics) after each step t of
+        `at` (increasing, the last at most T). Training advances only when the next item is
+        asked for: a strategy that stops iterating stops the run there (multi-fidelity
+        pruning), and at t = T the metrics are those of `evaluate(config)`."""
+        run = self.training()
+        hp = run.hp(config)  # built once: a configuration may be costly to turn into tensors
+        return self._run(run, lambda t: hp, at)
+
+    def evaluate_schedule(self, config_at: Callable[[int], dict[str, float]]) -> Evaluation:
+        """T steps from s_0, step t with the configuration `config_at(t)`, then scored."""
+        run = self.training()
+        return next(self._run(run, lambda t: run.hp(config_at(t)), [run.steps]))[1]
+
+    @staticmethod
+    def _run(run: Training, hp_at, at: Sequence[int]) -> Iterator[tuple[int, Evaluation]]:
+        state, t = run.dynamics.init(run.params0(), hp_at(1)), 0
+        for stop in at:
+            if not t < stop <= run.steps:
+                raise ValueError(f"evaluation steps must increase within 1..{run.steps}: {at}")
+            with torch.no_grad():  # not across the yield: the caller's grad mode is its own
+                while t < stop:
+                    t += 1
+                    state = run.dynamics.step(state, hp_at(t), run.batch_at(t))
+            yield t, run.score(run.dynamics.params(state))
 
     def gradient_problem(self, start: str = "default") -> GradientProblem:
         """The inner problem for gradient strategies; `start` names the initial hyperparameters."""
@@ -153,6 +214,15 @@ class Task:
     def finalize_config(self, config: dict[str, float]) -> dict[str, Any]:
         """Final metrics for a black-box strategy's best configuration."""
         ev = self.evaluate(config)
+        return {"val_loss": ev.val_loss, "val_acc": ev.val_acc, "test_acc": ev.test_acc, **ev.extra}
+
+    def finalize_config_schedule(self, config_at: Callable[[int], dict[str, float]]) -> dict:
+        """Final metrics for a configuration schedule (an online strategy's answer, e.g.
+        hd-lr's learning rates): replayed from s_0 for the task's T steps, then scored like
+        every other model. A task whose final protocol is not plain training overrides it."""
+        if not self.final_protocol_is_plain_training:
+            raise NotImplementedError(f"task {self.name!r} has no final protocol for a schedule")
+        ev = self.evaluate_schedule(config_at)
         return {"val_loss": ev.val_loss, "val_acc": ev.val_acc, "test_acc": ev.test_acc, **ev.extra}
 
     def references(self) -> dict[str, dict[str, float]]:

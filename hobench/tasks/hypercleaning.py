@@ -45,7 +45,7 @@ from hobench.harness.cost import count_flops
 from hobench.harness.shared import computed_once
 from hobench.hypergrad import gd, unroll
 from hobench.registry import TASKS
-from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task
+from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task, Training
 from hobench.tasks.common import (
     COUNT,
     DTYPE,
@@ -287,8 +287,17 @@ class HyperCleaning(Task):
     def steps_per_evaluation(self) -> int:
         return self.steps
 
-    def evaluate(self, config: dict[str, float]) -> Evaluation:
-        return self._train_weighted(self._rule_weights(config["keep"]), self.n / self.radius)
+    def training(self) -> Training:
+        """The gradient strategies' inner run at the rule's λ (see `_train_weighted`)."""
+        return Training(
+            dynamics=gd(self._inner, lr=self.lr * (self.n / self.radius)),
+            params0=self._params0,
+            hp=lambda config: {"weights": self._rule_weights(config["keep"])},
+            steps=self.steps,
+            batch_at=lambda t: self.train,
+            score=self._metrics,
+            loss=self._inner,
+        )
 
     def finalize_config(self, config: dict[str, float]) -> dict:
         return self._final_metrics(self._rule_weights(config["keep"]), self.evaluate(config))

@@ -26,7 +26,7 @@ import torch
 from hobench.domains import Interval, ParamError
 from hobench.hypergrad import gd, unroll
 from hobench.registry import TASKS
-from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task
+from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task, Training
 from hobench.tasks.common import COUNT, DTYPE, POSITIVE, resolve_dtype
 
 
@@ -190,8 +190,16 @@ class Ridge(Task):
         values = [config[f"l2_{g}"] for g in range(self.groups)]
         return torch.tensor(values, dtype=self.dtype, device=self.device)
 
-    def evaluate(self, config: dict[str, float]) -> Evaluation:
-        return self._metrics(self._train(self._l2_from_config(config)))
+    def training(self) -> Training:
+        return Training(
+            dynamics=self.dynamics,
+            params0=lambda: torch.zeros(len(self.group_of), dtype=self.dtype, device=self.device),
+            hp=lambda config: {"log_l2": self._l2_from_config(config).log()},
+            steps=self.steps,
+            batch_at=lambda t: None,
+            score=self._metrics,
+            loss=self._inner,
+        )
 
     def gradient_problem(self, start: str = "default") -> GradientProblem:
         """Gradient strategies move log λ, as the black-box ones search λ on a log scale."""
