@@ -44,6 +44,9 @@ ALL = [
     "forward-hg",
     "rtho",
     "rtho-nt",
+    "truncated-hg",
+    "ift-cg",
+    "ift-neumann",
 ]
 
 
@@ -56,7 +59,9 @@ def run(task, strategy, budget, seed=0, **strategy_params):
     return recorder, budget
 
 
-@pytest.mark.parametrize("strategy", ["reverse-hg", "forward-hg"])
+@pytest.mark.parametrize(
+    "strategy", ["reverse-hg", "forward-hg", "truncated-hg", "ift-cg", "ift-neumann"]
+)
 def test_gradient_strategies_reach_the_ridge_optimum(strategy):
     task = TASKS.create("ridge", seed=0, **RIDGE)
     recorder, _ = run(task, strategy, {"steps": 60 * 40}, hyper_lr=0.04)
@@ -128,6 +133,26 @@ def test_cost_is_deterministic_and_blind_to_the_clock():
         {k: v for k, v in p.items() if k not in strip} for p in again.points
     ]
     assert first.final == again.final
+
+
+def test_ift_cg_is_charged_the_products_it_used():
+    """Ridge's Hessian is diagonal, 1 + λ_g on group g's features: CG is exact after one
+    product per distinct λ_g, far below its 20. At the start both groups have λ = 1 (one
+    product); every later hyper-iteration has two distinct values (two)."""
+    task = TASKS.create("ridge", seed=0, **RIDGE)
+    _, budget = run(task, "ift-cg", {"cost": COST_BUDGET})
+    costs = task.cost_model()
+    assert budget.units == 6
+    assert budget.flops_used == costs.ift(60, "cg", 1) + 5 * costs.ift(60, "cg", 2)
+    assert costs.ift(60, "cg", 2) < costs.ift(60, "cg", 20)
+
+
+def test_truncated_hg_pays_T_plus_K_steps():
+    task = TASKS.create("ridge", seed=0, **RIDGE)
+    _, budget = run(task, "truncated-hg", {"cost": COST_BUDGET}, truncate=10)
+    costs = task.cost_model()
+    assert budget.flops_used == budget.units * costs.reverse(60, truncate=10)
+    assert costs.reverse(60, truncate=10) < costs.reverse(60)
 
 
 def test_a_budget_below_one_unit_is_refused_with_the_smallest_workable_value():

@@ -1,4 +1,4 @@
-"""Gradient strategies: hypergradient descent (Forward-HG, Reverse-HG) and RTHO.
+"""Gradient strategies: hypergradient descent (Forward-HG, Reverse-HG, truncated) and RTHO.
 
 Repeat { train T steps from s_0 with λ; hypergradient; Adam hyper-step; project onto the
 task's constraints } until the budget ends, then run the task's final protocol on the incumbent
@@ -106,6 +106,11 @@ class HypergradientDescent(Strategy):
             return costs.forward(T), T, "hyper-iteration"
         return costs.reverse(T, self.truncate or None), T, "hyper-iteration"
 
+    def spent(self, costs, T: int, hg, unit: int) -> int:
+        """FLOPs a finished hyper-iteration spent: the unit (a method that may stop early, such
+        as CG, says what it used)."""
+        return unit
+
     def run(self, task: Task, budget: Budget, rng: np.random.Generator, recorder: Recorder):
         problem = task.gradient_problem(self.start)
         costs = priced(task, budget)
@@ -117,7 +122,7 @@ class HypergradientDescent(Strategy):
         while budget.fits(unit, T):
             hp = hyper.values()
             hg = self.hypergradient(problem, problem.dynamics.init(params, hp), hp, T)
-            budget.spend(unit, T)
+            budget.spend(self.spent(costs, T, hg, unit), T)
             if not _finite(hg):
                 recorder.point(hp, float("nan"), failed=True)
                 break
@@ -152,6 +157,27 @@ class ReverseHG(HypergradientDescent):
     independent of the number of hyperparameters, memory of T states."""
 
     mode = "reverse"
+
+
+@STRATEGIES.register("truncated-hg")
+class TruncatedHG(ReverseHG):
+    """Truncated Reverse-HG (FAR-HO's TRHO): hypergradient descent back-propagating through
+    only the last K = `truncate` of the T training steps; costs T + K steps instead of 2T and
+    stores K + 1 states, at the price of a bias towards short horizons (what the K steps
+    cannot see: see benchmarks/horizon_bias.py)."""
+
+    domains = {**HypergradientDescent.domains, "truncate": Interval(1, integer=True)}
+
+    def __init__(
+        self,
+        hyper_lr: float = 0.0,
+        steps: int = 0,
+        truncate: int = 10,
+        warm_start: bool = False,
+        start: str = "default",
+    ) -> None:
+        """truncate: K, the steps differentiated through (1..T)."""
+        super().__init__(hyper_lr, steps, truncate, warm_start, start)
 
 
 @STRATEGIES.register("forward-hg")
