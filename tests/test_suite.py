@@ -148,6 +148,12 @@ DOMAIN_CASES = {
         "truncate: 0",
         ">= 1",
     ),
+    "truncated-online-above-delta": (
+        RIDGE,
+        kind("truncated-online", "delta = 4\ntruncate = 5\n"),
+        "strategies[0].truncate: 5 > delta = 4",
+        "truncate <= delta",
+    ),
     "ift-iterations-zero": (RIDGE, kind("ift-cg", "iterations = 0\n"), "iterations: 0", ">= 1"),
     "ift-tol-negative": (RIDGE, kind("ift-cg", "tol = -1\n"), "strategies[0].tol", ">= 0"),
     "ift-form-bogus": (RIDGE, kind("ift-neumann", 'form = "x"\n'), "form: unknown", "'hessian'"),

@@ -112,16 +112,17 @@ class CostModel:
 
         return self._count("reverse_step", run)
 
-    def outer_gradient(self) -> int:
-        """E and its gradient with respect to the state and λ (reverse mode's α_T and ∂_λ E)."""
+    def outer_gradient(self, outer: Callable | None = None, key: str = "all") -> int:
+        """E and its gradient with respect to the state and λ (reverse mode's α_T and ∂_λ E);
+        `outer` (named by `key`) defaults to E on the whole validation set."""
         from hobench.hypergrad import reverse
 
         def run():
             state, hp = self._start()
             p = self.problem
-            reverse(p.dynamics, state, hp, 0, p.batch_at, p.outer)
+            reverse(p.dynamics, state, hp, 0, p.batch_at, outer or p.outer)
 
-        return self._count("outer_gradient", run)
+        return self._count(("outer_gradient", key), run)
 
     def forward_step(self) -> int:
         """One step of s and of Z over the m tangent directions (one per entry of λ).
@@ -183,10 +184,17 @@ class CostModel:
             return self._counts["evaluation"]
         return self.problem.steps * self.step() + self.outer()
 
-    def reverse(self, steps: int, truncate: int | None = None) -> int:
-        """Reverse-HG over `steps`: the forward sweep, K reverse steps, E and its gradient."""
+    def reverse(
+        self,
+        steps: int,
+        truncate: int | None = None,
+        outer: Callable | None = None,
+        key: str = "all",
+    ) -> int:
+        """Reverse-HG over `steps`: the forward sweep, K reverse steps, E and its gradient
+        (`outer`, named by `key`, defaults to E on the whole validation set)."""
         backward = (truncate or steps) * self.reverse_step()
-        return steps * self.step() + backward + self.outer_gradient()
+        return steps * self.step() + backward + self.outer_gradient(outer, key)
 
     def forward(self, steps: int) -> int:
         """Forward-HG over `steps`: s and Z carried forward, then the hypergradient."""

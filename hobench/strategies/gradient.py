@@ -19,10 +19,10 @@ import math
 import numpy as np
 import torch
 
-from hobench.domains import Choice, Interval
+from hobench.domains import Choice, Interval, ParamError
 from hobench.harness.budget import Budget
 from hobench.harness.recorder import Recorder, summarise
-from hobench.hypergrad import ForwardState, forward, reverse
+from hobench.hypergrad import ForwardState, forward, reverse, unroll
 from hobench.registry import STRATEGIES
 from hobench.strategies.base import Strategy, check_first_unit_fits, priced
 from hobench.tasks.base import GradientProblem, Task
@@ -254,7 +254,11 @@ class RTHO(Strategy):
                 ev = problem.evaluate(problem.dynamics.params(online.state), online.hp)
                 recorder.point(online.hp, ev.val_loss, ev.val_acc, ev.test_acc)
         budget.stop()
-        if k == 0:
+        self._finish(task, recorder, schedule, k, online.t, T)
+
+    def _finish(self, task, recorder, schedule, chunks: int, trained: int, T: int) -> None:
+        """The final protocol on the λ schedule (λ of chunk 0, 1, ...), held after its end."""
+        if chunks == 0:
             raise RuntimeError("the budget ended before the first chunk")
 
         def hp_at(t: int) -> dict[str, torch.Tensor]:
@@ -263,7 +267,7 @@ class RTHO(Strategy):
         recorder.finish(
             **task.finalize_schedule(hp_at),
             config={name: summarise(v) for name, v in hp_at(T).items()},
-            online_steps=online.t,
+            online_steps=trained,
         )
 
     def first_unit(self, task, costs):
@@ -281,6 +285,86 @@ class RTHO(Strategy):
             return problem.outer, "all"
         batch = problem.val_batch_at(k)
         return (lambda params, hp: problem.outer_on(params, hp, batch)), "minibatch"
+
+
+@STRATEGIES.register("truncated-online")
+class OnlineTruncatedHG(RTHO):
+    """Online truncated Reverse-HG: RTHO's single run of the task's T steps with a hyper-step
+    every Δ steps, its hypergradient back-propagated through the last K = `truncate` ≤ Δ steps
+    of the chunk (their states stored) instead of carried forward in Z: a chunk costs Δ + K
+    steps whatever the number of hyperparameters, and λ's effect beyond K steps back is not
+    seen (short-horizon bias). Starts, is answered and is replayed as RTHO."""
+
+    domains = {**RTHO.domains, "truncate": Interval(1, integer=True)}
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        if params["truncate"] > params["delta"]:
+            raise ParamError(
+                "truncate",
+                f"{params['truncate']} > delta = {params['delta']}",
+                "use truncate <= delta (λ changes every delta steps)",
+            )
+
+    def __init__(
+        self, delta: int = 10, truncate: int = 5, hyper_lr: float = 0.0, record_every: int = 5
+    ) -> None:
+        self.check_params({"delta": delta, "truncate": truncate})
+        super().__init__(delta, hyper_lr, record_every)
+        self.truncate = truncate
+
+    def _chunk_flops(self, costs, problem, k: int, length: int, hyper_step: bool) -> int:
+        if not hyper_step:
+            return length * costs.step()
+        outer, key = self._validation_loss(problem, k)
+        return costs.reverse(length, min(self.truncate, length), outer, key)
+
+    def run(self, task: Task, budget: Budget, rng: np.random.Generator, recorder: Recorder):
+        problem = task.gradient_problem(self.start)
+        dynamics, T = problem.dynamics, problem.steps
+        costs = priced(task, budget)
+        check_first_unit_fits(self, task, budget, costs)
+        hyper = hyper_optimizer(problem, self.hyper_lr or problem.online_hyper_lr)
+        schedule = [hyper.values()]  # λ of chunk 0, 1, ...: the answer
+        state, t, k = dynamics.init(problem.params0(), schedule[0]), 0, 0
+        while t < T:
+            length = min(self.delta, T - t)
+            last = t + length == T  # no hyper-step after it: its λ would train no step
+            with budget.paused():
+                flops = self._chunk_flops(costs, problem, k + 1, length, hyper_step=not last)
+            if not budget.fits(flops, length):
+                break
+            hp = schedule[-1]
+            chunk_batches = lambda i, t0=t: problem.batch_at(t0 + i)  # noqa: E731
+            if last:
+                state = unroll(dynamics, state, hp, length, chunk_batches, keep_last=0)[-1]
+            else:
+                outer = self._validation_loss(problem, k + 1)[0]
+                K = min(self.truncate, length)
+                hg = reverse(dynamics, state, hp, length, chunk_batches, outer, truncate=K)
+                state = hg.final_state
+            t, k = t + length, k + 1
+            budget.spend(flops, length)
+            if not last:
+                if not _finite(hg):
+                    recorder.point(hp, float("nan"), failed=True)
+                    break
+                hyper.step(hg.grad)
+                schedule.append(hyper.values())
+            if k % self.record_every == 0 or last:
+                ev = problem.evaluate(dynamics.params(state), schedule[-1])
+                recorder.point(schedule[-1], ev.val_loss, ev.val_acc, ev.test_acc)
+        budget.stop()
+        self._finish(task, recorder, schedule, k, t, T)
+
+    def first_unit(self, task, costs):
+        problem = costs.problem
+        if problem is None:
+            raise NotImplementedError(f"{self.name} needs the task's gradient problem")
+        length = min(self.delta, problem.steps)
+        hyper_step = length < problem.steps
+        flops = self._chunk_flops(costs, problem, 1, length, hyper_step)
+        return flops, length, "online chunk"
 
 
 @STRATEGIES.register("rtho-nt")
