@@ -105,6 +105,13 @@ def test_conjugate_gradient_solves_stops_on_tolerance_and_on_non_positive_curvat
     assert used == 1 and torch.equal(x, torch.zeros(2, dtype=torch.float64))
 
 
+def test_results_unpack_as_the_readme_shows():
+    problem, _ = problems.ridge()
+    value, grad, final_state = reverse(*args_of(problem, 2))  # three fields, as ever
+    value, grad, final_state, products = ift_cg(*args_of(problem, 2))
+    assert set(grad) == {"lr", "l2"} and 1 <= products <= 20
+
+
 def test_the_hessian_form_needs_the_training_loss_and_the_fixed_point_form_does_not():
     problem, _ = problems.ridge()
     bare = Dynamics(problem.dynamics.init, problem.dynamics.step)  # no loss given

@@ -3,13 +3,19 @@
 from hobench.hypergrad.common import Hypergradient
 from hobench.hypergrad.dynamics import Dynamics, adam, gd, momentum, reparametrized
 from hobench.hypergrad.forward import ForwardState, forward
-from hobench.hypergrad.implicit import ift_cg, ift_fixed_point, ift_neumann
+from hobench.hypergrad.implicit import (
+    ImplicitHypergradient,
+    ift_cg,
+    ift_fixed_point,
+    ift_neumann,
+)
 from hobench.hypergrad.reverse import reverse, reverse_sweep, unroll
 
 __all__ = [
     "Dynamics",
     "ForwardState",
     "Hypergradient",
+    "ImplicitHypergradient",
     "adam",
     "forward",
     "gd",

@@ -19,13 +19,11 @@ BatchStream = Callable[[int], Any]
 
 
 class Hypergradient(NamedTuple):
-    """f(λ) = E(s_T, λ) and its gradient with respect to each hyperparameter; an implicit one
-    also says how many operator products its linear solver used (what its cost depends on)."""
+    """f(λ) = E(s_T, λ) and its gradient with respect to each hyperparameter."""
 
     value: torch.Tensor
     grad: dict[str, torch.Tensor]
     final_state: State
-    solver_iterations: int | None = None
 
 
 def state_outer(dynamics: Dynamics, outer: Outer) -> Callable[[State, HP], torch.Tensor]:

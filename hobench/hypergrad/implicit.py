@@ -35,23 +35,27 @@ Failure modes (each has a test):
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch.func import grad, grad_and_value, vjp
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from hobench.hypergrad.common import (
-    BatchStream,
-    Hypergradient,
-    InitialState,
-    Outer,
-    initial_state,
-    state_outer,
-)
-from hobench.hypergrad.dynamics import HP, Dynamics
+from hobench.hypergrad.common import BatchStream, InitialState, Outer, initial_state, state_outer
+from hobench.hypergrad.dynamics import HP, Dynamics, State
 from hobench.hypergrad.reverse import unroll
 
 Operator = Callable[[torch.Tensor], torch.Tensor]
+
+
+class ImplicitHypergradient(NamedTuple):
+    """A `Hypergradient`'s fields, and the operator products the linear solver used (what its
+    cost depends on)."""
+
+    value: torch.Tensor
+    grad: dict[str, torch.Tensor]
+    final_state: State
+    solver_iterations: int
 
 
 def _ravel(tree) -> tuple[torch.Tensor, Callable]:
@@ -129,7 +133,7 @@ def _last_state(dynamics, s0, hp, steps, batch_at):
     return unroll(dynamics, start, hp, steps, batch_at, keep_last=0)[-1]
 
 
-def _hessian_form(dynamics, s0, hp, steps, batch_at, outer, solve) -> Hypergradient:
+def _hessian_form(dynamics, s0, hp, steps, batch_at, outer, solve) -> ImplicitHypergradient:
     if dynamics.loss is None:
         raise ValueError("the Hessian form needs the dynamics' training loss (Dynamics.loss)")
     state = _last_state(dynamics, s0, hp, steps, batch_at)
@@ -141,7 +145,7 @@ def _hessian_form(dynamics, s0, hp, steps, batch_at, outer, solve) -> Hypergradi
         return _ravel(gradient(unravel(x), h, batch))[0]  # ∇_w J, zero at a minimum
 
     value, hg, used = implicit(residual, w, hp, lambda x, h: outer(unravel(x), h), solve)
-    return Hypergradient(value, hg, state, used)
+    return ImplicitHypergradient(value, hg, state, used)
 
 
 def ift_cg(
@@ -153,7 +157,7 @@ def ift_cg(
     outer: Outer,
     iterations: int = 20,
     tol: float = 1e-6,
-) -> Hypergradient:
+) -> ImplicitHypergradient:
     """Implicit hypergradient, Hessian form, by conjugate gradient on H v = ∇_w E.
 
     Inputs as for `reverse`, plus at most `iterations` Hessian-vector products, fewer once the
@@ -177,7 +181,7 @@ def ift_neumann(
     outer: Outer,
     alpha: float,
     iterations: int = 50,
-) -> Hypergradient:
+) -> ImplicitHypergradient:
     """Implicit hypergradient, Hessian form, by a Neumann series: H⁻¹ ≈ α Σ_{k=0..K} (I − αH)^k.
 
     Inputs as for `reverse`, plus the step α (0 < α < 2/L) and K = `iterations` Hessian-vector
@@ -199,7 +203,7 @@ def ift_fixed_point(
     batch_at: BatchStream,
     outer: Outer,
     iterations: int = 50,
-) -> Hypergradient:
+) -> ImplicitHypergradient:
     """Implicit hypergradient, fixed-point form on Φ: (I − ∂Φ/∂s)ᵀ v = ∇_s E by the Neumann
     series v = Σ_{k=0..K} (∂Φ/∂sᵀ)^k ∇_s E (K = `iterations` vector-Jacobian products of Φ).
 
@@ -220,7 +224,7 @@ def ift_fixed_point(
 
     e_of_state = state_outer(dynamics, outer)
     value, hg, used = implicit(residual, s, hp, lambda x, h: e_of_state(unravel(x), h), solve)
-    return Hypergradient(value, hg, state, used)
+    return ImplicitHypergradient(value, hg, state, used)
 
 
 # The methods by the name strategies and the cost model use.
