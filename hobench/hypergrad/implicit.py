@@ -17,13 +17,15 @@ or a truncated Neumann series (`ift_neumann`, Hessian form with step α; `ift_fi
 fixed-point form, whose series is Σ_k (∂Φ/∂sᵀ)^k ∇_s E). This is hypertorch's CG and
 fixed_point. No trajectory is stored: memory is one state and one linearisation, whatever T.
 
-Failure modes (each has a test):
+Failure modes (tests/test_implicit.py shows the first, the Hessian form's blindness to η, and
+CG's stop at non-positive curvature):
 - Not converged. The formulas hold only at a solution. After T steps that have not reached one,
   the result is the hypergradient of a problem nobody solved, not of the T-step run: it differs
   from Reverse-HG's exact number, and more solver iterations do not close the gap.
 - Optimiser hyperparameters (η, μ) do not move the solution, only the path to it: the Hessian
   form gives them exactly ∂_λ E (0 when E does not read them), and the fixed-point form gives
-  them ∂Φ/∂λ at the last state, which vanishes as training converges. s_0's dependence on λ is
+  them ∂_λ E + (∂Φ/∂λ)ᵀ v, whose second term vanishes as training converges (for gradient
+  descent ∂Φ/∂η = −∇J). s_0's dependence on λ is
   ignored likewise.
 - CG needs H positive definite: it stops at the first direction of non-positive curvature (a
   non-convex J). The Hessian Neumann series converges only when 0 < α < 2/L (L the largest

@@ -8,8 +8,9 @@ steps, carrying Z and moving λ every Δ steps without resetting s or Z (FAR-HO'
 its answer is the λ schedule, replayed from s_0 by the final protocol.
 
 Cost accounting: each unit's FLOPs are counted once (see `hobench.harness.cost`): a reverse
-hypergradient pays its forward sweep, the backward sweep that recomputes every step, and E with
-its gradient; forward mode pays for its m tangents; RTHO pays per chunk of Δ steps.
+hypergradient pays its forward sweep, the backward sweep that recomputes every step (the last K
+when truncated), and E with its gradient; forward mode pays for its m tangents; RTHO pays per
+chunk of Δ steps, as does its online truncated variant.
 """
 
 from __future__ import annotations
@@ -162,9 +163,9 @@ class ReverseHG(HypergradientDescent):
 @STRATEGIES.register("truncated-hg")
 class TruncatedHG(ReverseHG):
     """Truncated Reverse-HG (FAR-HO's TRHO): hypergradient descent back-propagating through
-    only the last K = `truncate` of the T training steps; costs T + K steps instead of 2T and
-    stores K + 1 states, at the price of a bias towards short horizons (what the K steps
-    cannot see: see benchmarks/horizon_bias.py)."""
+    only the last K = `truncate` of the T training steps: K backward steps instead of T, and
+    K + 1 states stored, at the price of a bias towards short horizons (what λ did before the
+    last K steps is not seen: see benchmarks/horizon_bias.py)."""
 
     domains = {**HypergradientDescent.domains, "truncate": Interval(1, integer=True)}
 
@@ -291,9 +292,9 @@ class RTHO(Strategy):
 class OnlineTruncatedHG(RTHO):
     """Online truncated Reverse-HG: RTHO's single run of the task's T steps with a hyper-step
     every Δ steps, its hypergradient back-propagated through the last K = `truncate` ≤ Δ steps
-    of the chunk (their states stored) instead of carried forward in Z: a chunk costs Δ + K
-    steps whatever the number of hyperparameters, and λ's effect beyond K steps back is not
-    seen (short-horizon bias). Starts, is answered and is replayed as RTHO."""
+    of the chunk (their states stored) instead of carried forward in Z: a chunk costs Δ steps
+    forward and K back whatever the number of hyperparameters, and λ's effect beyond K steps
+    back is not seen (short-horizon bias). Starts, is answered and is replayed as RTHO."""
 
     domains = {**RTHO.domains, "truncate": Interval(1, integer=True)}
 
