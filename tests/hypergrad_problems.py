@@ -69,6 +69,21 @@ def ridge_closed_form(data: dict, lr: float, l2: float, T: int) -> dict[str, tor
     return {"lr": grad_E @ dw_dlr, "l2": grad_E @ dw_dl2}
 
 
+def ridge_solution(data: dict, l2: float) -> tuple[torch.Tensor, dict[str, torch.Tensor], float]:
+    """(w*, the implicit hypergradient of E(w*(λ)), the largest Hessian eigenvalue L).
+
+    w* = H⁻¹Xᵀy/n with H = XᵀX/n + λI does not depend on η, and dw*/dλ = −H⁻¹w*, so
+    ∂f/∂η = 0 and ∂f/∂λ = −∇E(w*)ᵀ H⁻¹ w*.
+    """
+    X, y, Xv, yv = (data[k] for k in ("X", "y", "Xv", "yv"))
+    n, d = X.shape
+    H = X.T @ X / n + l2 * torch.eye(d, dtype=DTYPE)
+    w_star = torch.linalg.solve(H, X.T @ y / n)
+    grad_E = Xv.T @ (Xv @ w_star - yv) / n
+    expected = {"lr": torch.tensor(0.0, dtype=DTYPE), "l2": -grad_E @ torch.linalg.solve(H, w_star)}
+    return w_star, expected, float(torch.linalg.eigvalsh(H)[-1])
+
+
 def weighted_softmax(seed: int = 1, n: int = 40, d: int = 5, c: int = 3) -> Problem:
     """Softmax regression, inner loss mean(λ ⊙ CE), tuning one weight per example and η."""
     g = _gen(seed)
@@ -147,3 +162,28 @@ def adam_lr(seed: int = 3, n: int = 30, d: int = 5) -> Problem:
     dyn = adam(inner, lr="lr", beta1="beta1")
     hp = {"lr": torch.tensor(0.05, dtype=DTYPE), "beta1": torch.tensor(0.8, dtype=DTYPE)}
     return Problem(dyn, dyn.init(torch.zeros(d, dtype=DTYPE), hp), hp, lambda t: None, outer)
+
+
+def cleaning_l2(seed: int = 1, n: int = 40, d: int = 5, c: int = 3, lr: float = 1.5) -> Problem:
+    """Hyper-cleaning made strongly convex: softmax regression on mean(λ ⊙ CE) + ½ρ‖W‖², tuning
+    the per-example weights λ and the L2 weight ρ (η fixed), so T steps of gradient descent
+    converge linearly to the unique minimiser the implicit hypergradients assume."""
+    g = _gen(seed)
+    X, Xv = torch.randn(n, d, generator=g, dtype=DTYPE), torch.randn(n, d, generator=g, dtype=DTYPE)
+    y, yv = torch.randint(0, c, (n,), generator=g), torch.randint(0, c, (n,), generator=g)
+
+    def inner(p, hp, batch):
+        W, b = p
+        ce = F.cross_entropy(F.linear(X, W, b), y, reduction="none")
+        return (hp["weights"] * ce).mean() + 0.5 * hp["l2"] * ((W * W).sum() + (b * b).sum())
+
+    def outer(p, hp):
+        return F.cross_entropy(F.linear(Xv, *p), yv)
+
+    dyn = gd(inner, lr=lr)
+    hp = {
+        "weights": torch.rand(n, generator=g, dtype=DTYPE),
+        "l2": torch.tensor(0.2, dtype=DTYPE),
+    }
+    p0 = (0.1 * torch.randn(c, d, generator=g, dtype=DTYPE), torch.zeros(c, dtype=DTYPE))
+    return Problem(dyn, dyn.init(p0, hp), hp, lambda t: None, outer)

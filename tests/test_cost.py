@@ -9,7 +9,7 @@ import torch
 
 from hobench.harness.budget import Budget, BudgetError
 from hobench.harness.cost import CostModel, count_flops
-from hobench.hypergrad import ForwardState, forward, reverse
+from hobench.hypergrad import ForwardState, forward, ift_cg, ift_fixed_point, ift_neumann, reverse
 from hobench.registry import TASKS
 
 SMALL = {
@@ -49,6 +49,23 @@ def test_a_reverse_hypergradient_costs_T_steps_forward_T_back_and_the_outer(kind
     truncated = count_flops(reverse, p.dynamics, s0, hp, T, p.batch_at, p.outer, truncate=3)
     assert truncated == costs.reverse(T, truncate=3)
     assert costs.step() > 0 and costs.reverse_step() > costs.step()  # it recomputes the step
+
+
+@pytest.mark.parametrize("kind", ["ridge", "hypercleaning"])
+def test_an_implicit_hypergradient_costs_T_steps_its_setup_and_its_products(kind):
+    task, p, hp, s0 = problem_of(kind)
+    costs = task.cost_model()
+    args = (p.dynamics, s0, hp, p.steps, p.batch_at, p.outer)
+    calls = {
+        "cg": lambda: ift_cg(*args, iterations=3, tol=0.0),
+        "neumann": lambda: ift_neumann(*args, alpha=0.1, iterations=3),
+        "fixed-point": lambda: ift_fixed_point(*args, iterations=3),
+    }
+    for method, call in calls.items():
+        assert count_flops(call) == costs.ift(p.steps, method, 3), method
+        # The linearisation is built once: a product costs less than a reverse step, which
+        # recomputes its step first.
+        assert 0 < costs.ift_iteration(method) < costs.reverse_step()
 
 
 @pytest.mark.parametrize("kind", ["ridge", "auxtarget"])

@@ -119,6 +119,19 @@ def test_direct_dependence_of_outer_and_initial_state_on_hyperparameters():
     check_against_fd(problem, T=5)
 
 
+def test_an_initial_state_only_partly_dependent_on_hyperparameters():
+    """Momentum's s_0(λ) = (w_0(λ), 0): the velocity depends on no λ, and adds nothing."""
+    base = problems.mlp_momentum()
+    p0 = base.s0["w"]
+
+    def s0(hp):
+        return base.dynamics.init(tuple(p * (1 + hp["rho"]) for p in p0), hp)
+
+    problem = problems.Problem(base.dynamics, s0, base.hp, base.batch_at, base.outer)
+    fwd, rev = both_modes(problem, 3)
+    assert rel_err(flat(fwd.grad), flat(rev.grad)) < MODES_TOL
+
+
 def test_truncated_reverse():
     problem = problems.mlp_momentum()
     T, K = 12, 4

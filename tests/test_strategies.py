@@ -44,6 +44,10 @@ ALL = [
     "forward-hg",
     "rtho",
     "rtho-nt",
+    "truncated-hg",
+    "ift-cg",
+    "ift-neumann",
+    "truncated-online",
 ]
 
 
@@ -56,7 +60,9 @@ def run(task, strategy, budget, seed=0, **strategy_params):
     return recorder, budget
 
 
-@pytest.mark.parametrize("strategy", ["reverse-hg", "forward-hg"])
+@pytest.mark.parametrize(
+    "strategy", ["reverse-hg", "forward-hg", "truncated-hg", "ift-cg", "ift-neumann"]
+)
 def test_gradient_strategies_reach_the_ridge_optimum(strategy):
     task = TASKS.create("ridge", seed=0, **RIDGE)
     recorder, _ = run(task, strategy, {"steps": 60 * 40}, hyper_lr=0.04)
@@ -81,7 +87,7 @@ def test_every_strategy_records_a_finite_regret_and_stops_exactly_at_a_step_budg
     recorder, budget = run(task, strategy, {"steps": steps})
     assert np.isfinite(recorder.final.get("regret", task.regret(recorder.final["val_loss"])))
     assert recorder.points and all(p["inner_steps"] <= steps for p in recorder.points)
-    if strategy in ("default", "rtho", "rtho-nt"):
+    if strategy in ("default", "rtho", "rtho-nt", "truncated-online"):
         assert budget.steps_used == 60  # one run of the task's T steps (RTHO's is online)
     elif strategy == "grid":
         # 5 evaluations fit: a 2 × 2 grid (3 × 2 = 6 would not).
@@ -111,7 +117,7 @@ def test_no_strategy_exceeds_a_cost_budget_and_each_spends_what_it_needs(strateg
     unit = budget.cost_used / budget.units
     assert 0 < budget.cost_used <= COST_BUDGET
     assert [p["cost"] for p in recorder.points] == sorted(p["cost"] for p in recorder.points)
-    if strategy in ("default", "early-stopping", "rtho", "rtho-nt"):
+    if strategy in ("default", "early-stopping", "rtho", "rtho-nt", "truncated-online"):
         assert budget.steps_used == 60  # one run of T steps; the rest is reported, not spent
     elif strategy == "grid":
         assert len(recorder.points) == math.prod(grid_shape(budget.units, 2))
@@ -128,6 +134,37 @@ def test_cost_is_deterministic_and_blind_to_the_clock():
         {k: v for k, v in p.items() if k not in strip} for p in again.points
     ]
     assert first.final == again.final
+
+
+def test_ift_cg_is_charged_the_products_it_used():
+    """Ridge's Hessian is diagonal, 1 + λ_g on group g's features: CG is exact after one
+    product per distinct λ_g, far below its 20. At the start both groups have λ = 1 (one
+    product); every later hyper-iteration has two distinct values (two)."""
+    task = TASKS.create("ridge", seed=0, **RIDGE)
+    _, budget = run(task, "ift-cg", {"cost": COST_BUDGET})
+    costs = task.cost_model()
+    assert budget.units == 6
+    assert budget.flops_used == costs.ift(60, "cg", 1) + 5 * costs.ift(60, "cg", 2)
+    assert costs.ift(60, "cg", 2) < costs.ift(60, "cg", 20)
+
+
+def test_truncated_hg_pays_T_plus_K_steps():
+    task = TASKS.create("ridge", seed=0, **RIDGE)
+    _, budget = run(task, "truncated-hg", {"cost": COST_BUDGET}, truncate=10)
+    costs = task.cost_model()
+    assert budget.flops_used == budget.units * costs.reverse(60, truncate=10)
+    assert costs.reverse(60, truncate=10) < costs.reverse(60)
+
+
+def test_online_truncated_pays_delta_plus_K_steps_per_chunk_and_its_schedule_is_replayed():
+    """T = 60 in chunks of Δ = 5: 11 chunks end in a hyper-step through their last K = 2 steps,
+    the 12th is plain training. The replay of the λ schedule from s_0 is the online model."""
+    task = TASKS.create("ridge", seed=0, **RIDGE)
+    recorder, budget = run(task, "truncated-online", {"cost": 50}, delta=5, truncate=2)
+    costs = task.cost_model()
+    assert budget.flops_used == 11 * costs.reverse(5, truncate=2) + 5 * costs.step()
+    assert recorder.final["online_steps"] == budget.steps_used == 60
+    assert recorder.final["val_loss"] == pytest.approx(recorder.points[-1]["val_loss"], rel=1e-12)
 
 
 def test_a_budget_below_one_unit_is_refused_with_the_smallest_workable_value():

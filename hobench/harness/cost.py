@@ -8,8 +8,10 @@ Every unit a strategy spends is counted with `torch.utils.flop_counter.FlopCount
 kind and shape (on one step or one outer evaluation, never inside the timed loop), then
 composed: a reverse hypergradient over T steps costs T plain steps (the forward sweep) + K
 reverse steps (each recomputes its step and pulls the adjoint back) + one outer value and
-gradient. Costs are expressed as multiples of one plain training run of the task at its
-defaults (T applications of Φ), so "cost 20" means "as much arithmetic as 20 training runs".
+gradient; an implicit hypergradient costs T plain steps + its solver's products (Hessian-vector
+or vector-Jacobian products, each about a reverse step) + its setup. Costs are expressed as
+multiples of one plain training run of the task at its defaults (T applications of Φ), so
+"cost 20" means "as much arithmetic as 20 training runs".
 
 What FlopCounterMode counts: matrix products (mm, addmm, bmm, baddbmm, convolutions). We add
 matrix-vector and dot products (2·n·d and 2·n multiply-adds, as for mm), which the ridge task's
@@ -110,16 +112,17 @@ class CostModel:
 
         return self._count("reverse_step", run)
 
-    def outer_gradient(self) -> int:
-        """E and its gradient with respect to the state and λ (reverse mode's α_T and ∂_λ E)."""
+    def outer_gradient(self, outer: Callable | None = None, key: str = "all") -> int:
+        """E and its gradient with respect to the state and λ (reverse mode's α_T and ∂_λ E);
+        `outer` (named by `key`) defaults to E on the whole validation set."""
         from hobench.hypergrad import reverse
 
         def run():
             state, hp = self._start()
             p = self.problem
-            reverse(p.dynamics, state, hp, 0, p.batch_at, p.outer)
+            reverse(p.dynamics, state, hp, 0, p.batch_at, outer or p.outer)
 
-        return self._count("outer_gradient", run)
+        return self._count(("outer_gradient", key), run)
 
     def forward_step(self) -> int:
         """One step of s and of Z over the m tangent directions (one per entry of λ).
@@ -144,6 +147,29 @@ class CostModel:
 
         return self._count(("forward_outer", key), run)
 
+    def ift_setup(self, method: str) -> int:
+        """An implicit hypergradient (`hobench.hypergrad.implicit.METHODS[method]`) less its T
+        steps and its solver's products: E and its gradient, the linearisation at the last
+        state and the mixed term (∂_λ G)ᵀ v."""
+        return self._count(("ift", method, 0), lambda: self._implicit(method, 0))
+
+    def ift_iteration(self, method: str) -> int:
+        """What one more solver product adds: a Hessian-vector (or vector-Jacobian) product,
+        and CG's two dot products."""
+        one = self._count(("ift", method, 1), lambda: self._implicit(method, 1))
+        return one - self.ift_setup(method)
+
+    def _implicit(self, method: str, iterations: int) -> None:
+        from hobench.hypergrad.implicit import METHODS
+
+        state, hp = self._start()
+        p = self.problem
+        # tol 0: CG runs every product asked for; α does not change the arithmetic.
+        extra = {"cg": {"tol": 0.0}, "neumann": {"alpha": 1.0}}.get(method, {})
+        METHODS[method](
+            p.dynamics, state, hp, 0, p.batch_at, p.outer, iterations=iterations, **extra
+        )
+
     # --- units (FLOPs) ------------------------------------------------------------------------
     @property
     def plain_run(self) -> int:
@@ -158,14 +184,28 @@ class CostModel:
             return self._counts["evaluation"]
         return self.problem.steps * self.step() + self.outer()
 
-    def reverse(self, steps: int, truncate: int | None = None) -> int:
-        """Reverse-HG over `steps`: the forward sweep, K reverse steps, E and its gradient."""
+    def reverse(
+        self,
+        steps: int,
+        truncate: int | None = None,
+        outer: Callable | None = None,
+        key: str = "all",
+    ) -> int:
+        """Reverse-HG over `steps`: the forward sweep, K reverse steps, E and its gradient
+        (`outer`, named by `key`, defaults to E on the whole validation set)."""
         backward = (truncate or steps) * self.reverse_step()
-        return steps * self.step() + backward + self.outer_gradient()
+        return steps * self.step() + backward + self.outer_gradient(outer, key)
 
     def forward(self, steps: int) -> int:
         """Forward-HG over `steps`: s and Z carried forward, then the hypergradient."""
         return steps * self.forward_step() + self.forward_outer()
+
+    def ift(self, steps: int, method: str, iterations: int) -> int:
+        """An implicit hypergradient: T plain steps to the last state, the solver's setup and
+        `iterations` products (`method` names the form and solver, as in `implicit.METHODS`)."""
+        return (
+            steps * self.step() + self.ift_setup(method) + iterations * self.ift_iteration(method)
+        )
 
     def rtho_chunk(self, delta: int, outer: Callable, key: str) -> int:
         """Δ online steps carrying Z, then one hypergradient on the validation loss `outer`."""

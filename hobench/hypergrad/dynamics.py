@@ -28,10 +28,13 @@ Spec = float | str  # a fixed value or the name of a tuned hyperparameter
 
 @dataclass(frozen=True)
 class Dynamics:
-    """Φ as a pair of pure functions, plus where the weights live in the state."""
+    """Φ as a pair of pure functions, plus where the weights live in the state. `loss` is the
+    training loss J the steps descend, for methods that need it beyond Φ (the Hessian of the
+    implicit hypergradients); None where Φ is given without one."""
 
     init: Callable[[Params, HP], State]
     step: Callable[[State, HP, Any], State]
+    loss: Loss | None = None
 
     @staticmethod
     def params(state: State) -> Params:
@@ -58,7 +61,7 @@ def gd(loss: Loss, lr: Spec = "lr") -> Dynamics:
         g = grad(loss)(state["w"], hp, batch)
         return {"w": tree_map(lambda w, gw: w - eta * gw, state["w"], g)}
 
-    return Dynamics(init, step)
+    return Dynamics(init, step, loss)
 
 
 def momentum(loss: Loss, lr: Spec = "lr", mu: Spec = "momentum") -> Dynamics:
@@ -77,7 +80,7 @@ def momentum(loss: Loss, lr: Spec = "lr", mu: Spec = "momentum") -> Dynamics:
         w = tree_map(lambda w, vw: w - eta * vw, state["w"], v)
         return {"w": w, "v": v}
 
-    return Dynamics(init, step)
+    return Dynamics(init, step, loss)
 
 
 def adam(
@@ -115,13 +118,15 @@ def adam(
         w = tree_map(update, state["w"], m, v)
         return {"w": w, "m": m, "v": v, "count": count}
 
-    return Dynamics(init, step)
+    return Dynamics(init, step, loss)
 
 
 def reparametrized(dynamics: Dynamics, natural: Callable[[HP], HP]) -> Dynamics:
     """The same Φ with λ given in another coordinate (e.g. log η): `natural` maps the tuned
     coordinates to the ones the dynamics reads. Both differentiation modes pass through it."""
+    loss = dynamics.loss
     return Dynamics(
         init=lambda params, hp: dynamics.init(params, natural(hp)),
         step=lambda state, hp, batch: dynamics.step(state, natural(hp), batch),
+        loss=None if loss is None else lambda params, hp, batch: loss(params, natural(hp), batch),
     )

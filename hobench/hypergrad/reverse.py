@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
@@ -38,8 +39,16 @@ def _leaves_requiring_grad(tree) -> tuple[list[torch.Tensor], object]:
 
 
 def _pullback(outputs, inputs: Sequence[torch.Tensor], cotangents=None) -> list[torch.Tensor]:
-    """Σ cotangent · ∂outputs/∂input for each input, zeros where an input is unused."""
-    grads = torch.autograd.grad(outputs, inputs, cotangents, allow_unused=True)
+    """Σ cotangent · ∂outputs/∂input for each input, zeros where an input is unused. Outputs
+    that depend on no input (a velocity that starts at zero whatever λ) contribute nothing;
+    autograd would refuse them."""
+    outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+    cotangents = [None] * len(outputs) if cotangents is None else list(cotangents)
+    used = [(o, c) for o, c in zip(outputs, cotangents, strict=True) if o.requires_grad]
+    grads = [None] * len(inputs)
+    if used:
+        outs, cots = zip(*used, strict=True)
+        grads = torch.autograd.grad(outs, inputs, cots, allow_unused=True)
     return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, inputs, strict=True)]
 
 
@@ -81,7 +90,24 @@ def reverse(
         raise ValueError(f"steps must be >= 0, got {steps}")
     if truncate is not None and not 1 <= truncate <= steps:
         raise ValueError(f"truncate must be in 1..{steps}, got {truncate}")
-    keep = steps if truncate is None else truncate
+    # Each item is one step further back; the last is the answer, and only it is kept.
+    sweep = reverse_sweep(dynamics, s0, hp, steps, batch_at, outer, truncate or steps)
+    return deque(sweep, maxlen=1)[0]
+
+
+def reverse_sweep(
+    dynamics: Dynamics,
+    s0: InitialState,
+    hp: HP,
+    steps: int,
+    batch_at: BatchStream,
+    outer: Outer,
+    keep: int,
+) -> Iterator[Hypergradient]:
+    """The backward sweep of `reverse`, yielding the hypergradient truncated to K = 0, 1, ..,
+    `keep` steps as it goes: item K is ∂_λ E + Σ_{t=T-K+1..T} α_t B_t, exactly `reverse` with
+    truncate = K, and when `keep` = T the last item also holds α_0 Z_0 (the full hypergradient).
+    One sweep thus gives every truncation at the cost of the longest."""
     with torch.no_grad():
         start = initial_state(s0, hp)
     states = unroll(dynamics, start, hp, steps, batch_at, keep_last=keep)
@@ -93,15 +119,16 @@ def reverse(
     with torch.enable_grad():
         value = state_outer(dynamics, outer)(tree_unflatten(final, spec), hp_in)
         grads = _pullback(value, final + list(hp_in.values()))
+    value = value.detach()
     alpha = tree_unflatten(grads[: len(final)], spec)
-    total = dict(zip(hp, grads[len(final) :], strict=True))
+    total = {k: g.detach() for k, g in zip(hp, grads[len(final) :], strict=True)}
 
     first_t = steps - keep + 1  # earliest step differentiated through
     for t in range(steps, first_t - 1, -1):
+        yield Hypergradient(value, total, final_state)
         states.pop()  # s_t is no longer needed; s_{t-1} is now last
         alpha, step_grad = step_vjp(dynamics, states[-1], hp, batch_at(t), alpha)
-        for k in total:
-            total[k] = total[k] + step_grad[k]
+        total = {k: total[k] + step_grad[k].detach() for k in total}
 
     # α_0 Z_0, when s_0 depends on λ and the whole trajectory was differentiated.
     if callable(s0) and keep == steps:
@@ -109,5 +136,5 @@ def reverse(
         with torch.enable_grad():
             start_leaves = tree_flatten(s0(hp_in))[0]
             grads = _pullback(start_leaves, list(hp_in.values()), tree_flatten(alpha)[0])
-        total = {k: total[k] + g for k, g in zip(hp, grads, strict=True)}
-    return Hypergradient(value.detach(), {k: g.detach() for k, g in total.items()}, final_state)
+        total = {k: total[k] + g.detach() for k, g in zip(hp, grads, strict=True)}
+    yield Hypergradient(value, total, final_state)

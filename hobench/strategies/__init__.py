@@ -1,7 +1,14 @@
 """Strategies: black-box (Optuna samplers and pruners) and gradient-based; importing registers
 them."""
 
-from hobench.strategies import blackbox, gradient, multifidelity, online, reference  # noqa: F401
+from hobench.strategies import (  # noqa: F401
+    blackbox,
+    gradient,
+    implicit,
+    multifidelity,
+    online,
+    reference,
+)
 from hobench.strategies.base import Strategy
 
 __all__ = ["Strategy"]

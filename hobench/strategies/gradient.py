@@ -1,4 +1,4 @@
-"""Gradient strategies: hypergradient descent (Forward-HG, Reverse-HG) and RTHO.
+"""Gradient strategies: hypergradient descent (Forward-HG, Reverse-HG, truncated) and RTHO.
 
 Repeat { train T steps from s_0 with λ; hypergradient; Adam hyper-step; project onto the
 task's constraints } until the budget ends, then run the task's final protocol on the incumbent
@@ -8,8 +8,9 @@ steps, carrying Z and moving λ every Δ steps without resetting s or Z (FAR-HO'
 its answer is the λ schedule, replayed from s_0 by the final protocol.
 
 Cost accounting: each unit's FLOPs are counted once (see `hobench.harness.cost`): a reverse
-hypergradient pays its forward sweep, the backward sweep that recomputes every step, and E with
-its gradient; forward mode pays for its m tangents; RTHO pays per chunk of Δ steps.
+hypergradient pays its forward sweep, the backward sweep that recomputes every step (the last K
+when truncated), and E with its gradient; forward mode pays for its m tangents; RTHO pays per
+chunk of Δ steps, as does its online truncated variant.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import math
 import numpy as np
 import torch
 
-from hobench.domains import Choice, Interval
+from hobench.domains import Choice, Interval, ParamError
 from hobench.harness.budget import Budget
 from hobench.harness.recorder import Recorder, summarise
-from hobench.hypergrad import ForwardState, forward, reverse
+from hobench.hypergrad import ForwardState, forward, reverse, unroll
 from hobench.registry import STRATEGIES
 from hobench.strategies.base import Strategy, check_first_unit_fits, priced
 from hobench.tasks.base import GradientProblem, Task
@@ -106,6 +107,11 @@ class HypergradientDescent(Strategy):
             return costs.forward(T), T, "hyper-iteration"
         return costs.reverse(T, self.truncate or None), T, "hyper-iteration"
 
+    def spent(self, costs, T: int, hg, unit: int) -> int:
+        """FLOPs a finished hyper-iteration spent: the unit (a method that may stop early, such
+        as CG, says what it used)."""
+        return unit
+
     def run(self, task: Task, budget: Budget, rng: np.random.Generator, recorder: Recorder):
         problem = task.gradient_problem(self.start)
         costs = priced(task, budget)
@@ -117,7 +123,7 @@ class HypergradientDescent(Strategy):
         while budget.fits(unit, T):
             hp = hyper.values()
             hg = self.hypergradient(problem, problem.dynamics.init(params, hp), hp, T)
-            budget.spend(unit, T)
+            budget.spend(self.spent(costs, T, hg, unit), T)
             if not _finite(hg):
                 recorder.point(hp, float("nan"), failed=True)
                 break
@@ -152,6 +158,27 @@ class ReverseHG(HypergradientDescent):
     independent of the number of hyperparameters, memory of T states."""
 
     mode = "reverse"
+
+
+@STRATEGIES.register("truncated-hg")
+class TruncatedHG(ReverseHG):
+    """Truncated Reverse-HG (FAR-HO's TRHO): hypergradient descent back-propagating through
+    only the last K = `truncate` of the T training steps: K backward steps instead of T, and
+    K + 1 states stored, at the price of a bias towards short horizons (what λ did before the
+    last K steps is not seen: see benchmarks/horizon_bias.py)."""
+
+    domains = {**HypergradientDescent.domains, "truncate": Interval(1, integer=True)}
+
+    def __init__(
+        self,
+        hyper_lr: float = 0.0,
+        steps: int = 0,
+        truncate: int = 10,
+        warm_start: bool = False,
+        start: str = "default",
+    ) -> None:
+        """truncate: K, the steps differentiated through (1..T)."""
+        super().__init__(hyper_lr, steps, truncate, warm_start, start)
 
 
 @STRATEGIES.register("forward-hg")
@@ -228,7 +255,11 @@ class RTHO(Strategy):
                 ev = problem.evaluate(problem.dynamics.params(online.state), online.hp)
                 recorder.point(online.hp, ev.val_loss, ev.val_acc, ev.test_acc)
         budget.stop()
-        if k == 0:
+        self._finish(task, recorder, schedule, k, online.t, T)
+
+    def _finish(self, task, recorder, schedule, chunks: int, trained: int, T: int) -> None:
+        """The final protocol on the λ schedule (λ of chunk 0, 1, ...), held after its end."""
+        if chunks == 0:
             raise RuntimeError("the budget ended before the first chunk")
 
         def hp_at(t: int) -> dict[str, torch.Tensor]:
@@ -237,7 +268,7 @@ class RTHO(Strategy):
         recorder.finish(
             **task.finalize_schedule(hp_at),
             config={name: summarise(v) for name, v in hp_at(T).items()},
-            online_steps=online.t,
+            online_steps=trained,
         )
 
     def first_unit(self, task, costs):
@@ -255,6 +286,86 @@ class RTHO(Strategy):
             return problem.outer, "all"
         batch = problem.val_batch_at(k)
         return (lambda params, hp: problem.outer_on(params, hp, batch)), "minibatch"
+
+
+@STRATEGIES.register("truncated-online")
+class OnlineTruncatedHG(RTHO):
+    """Online truncated Reverse-HG: RTHO's single run of the task's T steps with a hyper-step
+    every Δ steps, its hypergradient back-propagated through the last K = `truncate` ≤ Δ steps
+    of the chunk (their states stored) instead of carried forward in Z: a chunk costs Δ steps
+    forward and K back whatever the number of hyperparameters, and λ's effect beyond K steps
+    back is not seen (short-horizon bias). Starts, is answered and is replayed as RTHO."""
+
+    domains = {**RTHO.domains, "truncate": Interval(1, integer=True)}
+
+    @classmethod
+    def check_params(cls, params: dict) -> None:
+        if params["truncate"] > params["delta"]:
+            raise ParamError(
+                "truncate",
+                f"{params['truncate']} > delta = {params['delta']}",
+                "use truncate <= delta (λ changes every delta steps)",
+            )
+
+    def __init__(
+        self, delta: int = 10, truncate: int = 5, hyper_lr: float = 0.0, record_every: int = 5
+    ) -> None:
+        self.check_params({"delta": delta, "truncate": truncate})
+        super().__init__(delta, hyper_lr, record_every)
+        self.truncate = truncate
+
+    def _chunk_flops(self, costs, problem, k: int, length: int, hyper_step: bool) -> int:
+        if not hyper_step:
+            return length * costs.step()
+        outer, key = self._validation_loss(problem, k)
+        return costs.reverse(length, min(self.truncate, length), outer, key)
+
+    def run(self, task: Task, budget: Budget, rng: np.random.Generator, recorder: Recorder):
+        problem = task.gradient_problem(self.start)
+        dynamics, T = problem.dynamics, problem.steps
+        costs = priced(task, budget)
+        check_first_unit_fits(self, task, budget, costs)
+        hyper = hyper_optimizer(problem, self.hyper_lr or problem.online_hyper_lr)
+        schedule = [hyper.values()]  # λ of chunk 0, 1, ...: the answer
+        state, t, k = dynamics.init(problem.params0(), schedule[0]), 0, 0
+        while t < T:
+            length = min(self.delta, T - t)
+            last = t + length == T  # no hyper-step after it: its λ would train no step
+            with budget.paused():
+                flops = self._chunk_flops(costs, problem, k + 1, length, hyper_step=not last)
+            if not budget.fits(flops, length):
+                break
+            hp = schedule[-1]
+            chunk_batches = lambda i, t0=t: problem.batch_at(t0 + i)  # noqa: E731
+            if last:
+                state = unroll(dynamics, state, hp, length, chunk_batches, keep_last=0)[-1]
+            else:
+                outer = self._validation_loss(problem, k + 1)[0]
+                K = min(self.truncate, length)
+                hg = reverse(dynamics, state, hp, length, chunk_batches, outer, truncate=K)
+                state = hg.final_state
+            t, k = t + length, k + 1
+            budget.spend(flops, length)
+            if not last:
+                if not _finite(hg):
+                    recorder.point(hp, float("nan"), failed=True)
+                    break
+                hyper.step(hg.grad)
+                schedule.append(hyper.values())
+            if k % self.record_every == 0 or last:
+                ev = problem.evaluate(dynamics.params(state), schedule[-1])
+                recorder.point(schedule[-1], ev.val_loss, ev.val_acc, ev.test_acc)
+        budget.stop()
+        self._finish(task, recorder, schedule, k, t, T)
+
+    def first_unit(self, task, costs):
+        problem = costs.problem
+        if problem is None:
+            raise NotImplementedError(f"{self.name} needs the task's gradient problem")
+        length = min(self.delta, problem.steps)
+        hyper_step = length < problem.steps
+        flops = self._chunk_flops(costs, problem, 1, length, hyper_step)
+        return flops, length, "online chunk"
 
 
 @STRATEGIES.register("rtho-nt")
