@@ -1,7 +1,14 @@
 """The math: training dynamics and exact hypergradients (forward, reverse, online)."""
 
 from hobench.hypergrad.common import Hypergradient
-from hobench.hypergrad.dynamics import Dynamics, adam, gd, momentum, reparametrized
+from hobench.hypergrad.dynamics import (
+    Dynamics,
+    adam,
+    gd,
+    momentum,
+    reparametrized,
+    scheduled_gd,
+)
 from hobench.hypergrad.forward import ForwardState, forward
 from hobench.hypergrad.reverse import reverse, unroll
 
@@ -15,5 +22,6 @@ __all__ = [
     "momentum",
     "reparametrized",
     "reverse",
+    "scheduled_gd",
     "unroll",
 ]
