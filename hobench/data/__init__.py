@@ -1,5 +1,6 @@
 """Datasets: embedded defaults, checksummed downloads, label corruption and splits."""
 
+from hobench.data.digits import load_digits
 from hobench.data.download import fetch, sha256_of
 from hobench.data.errors import DataError
 from hobench.data.idx import read_idx, write_idx
@@ -20,6 +21,7 @@ __all__ = [
     "corrupt_labels",
     "default_cache_dir",
     "fetch",
+    "load_digits",
     "load_mnist",
     "load_mnist_full",
     "read_idx",

@@ -41,6 +41,17 @@ def summarise(value: Any) -> Any:
     return float(value)
 
 
+def summarise_config(hp: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-friendly view of a configuration: each entry as `summarise` keeps it, except that
+    more than MAX_STORED_ENTRIES scalars (a black-box search over one weight decay per feature)
+    are summarised together, under "summary", as one big tensor is."""
+    scalars = all(not isinstance(v, torch.Tensor) or v.numel() == 1 for v in hp.values())
+    if scalars and len(hp) > MAX_STORED_ENTRIES:
+        values = torch.tensor([float(v) for v in hp.values()], dtype=torch.float64)
+        return {"summary": summarise(values)}
+    return {k: summarise(v) for k, v in hp.items()}
+
+
 def _finite_or_none(x: float | None) -> float | None:
     if x is None:
         return None
@@ -86,7 +97,7 @@ class Recorder:
             "incumbent_val_loss": None if self._best is None else self._best["val_loss"],
             "incumbent_test_acc": None if self._best is None else self._best["test_acc"],
             "failed": failed,
-            "hp": {k: summarise(v) for k, v in hp.items()},
+            "hp": summarise_config(hp),
             **extra,
         }
         self.points.append(point)

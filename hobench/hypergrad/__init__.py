@@ -1,7 +1,14 @@
 """The math: training dynamics and hypergradients (forward, reverse, online, implicit)."""
 
 from hobench.hypergrad.common import Hypergradient
-from hobench.hypergrad.dynamics import Dynamics, adam, gd, momentum, reparametrized
+from hobench.hypergrad.dynamics import (
+    Dynamics,
+    adam,
+    gd,
+    momentum,
+    reparametrized,
+    scheduled_gd,
+)
 from hobench.hypergrad.forward import ForwardState, forward
 from hobench.hypergrad.implicit import (
     ImplicitHypergradient,
@@ -26,5 +33,6 @@ __all__ = [
     "reparametrized",
     "reverse",
     "reverse_sweep",
+    "scheduled_gd",
     "unroll",
 ]

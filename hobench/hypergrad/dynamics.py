@@ -64,6 +64,29 @@ def gd(loss: Loss, lr: Spec = "lr") -> Dynamics:
     return Dynamics(init, step, loss)
 
 
+def scheduled_gd(loss: Loss, steps: int, pieces: int, lr: str = "lr") -> Dynamics:
+    """Gradient descent with a step-size schedule: w_t = w_{t-1} − η_{p(t)} ∇J_t(w_{t-1}).
+
+    η = hp[lr] holds `pieces` step sizes (m); step t of the `steps` (T) uses piece
+    p(t) = ⌊(t − 1)·m / T⌋, so m = T is one step size per step (a run past T holds the last).
+    Φ_t depends on t, so the batch carries it: `batch_at(t)` returns (t, batch) and J sees
+    `batch`.
+    """
+    if not 1 <= pieces <= steps:
+        raise ValueError(f"pieces must be in 1..steps={steps}, got {pieces}")
+
+    def init(params: Params, hp: HP) -> State:
+        return {"w": params}
+
+    def step(state: State, hp: HP, batch: Any) -> State:
+        t, inner_batch = batch
+        eta = value(hp, lr)[min((t - 1) * pieces // steps, pieces - 1)]
+        g = grad(loss)(state["w"], hp, inner_batch)
+        return {"w": tree_map(lambda w, gw: w - eta * gw, state["w"], g)}
+
+    return Dynamics(init, step)
+
+
 def momentum(loss: Loss, lr: Spec = "lr", mu: Spec = "momentum") -> Dynamics:
     """Heavy-ball momentum exactly as paper eqs. 3–4.
 

@@ -14,6 +14,13 @@ import pandas as pd
 
 from hobench.harness.store import SUITE_FILE
 from hobench.report.critical_difference import critical_difference_figures
+from hobench.report.crossover import (
+    CROSSOVER_FIGURE,
+    crossover_caption,
+    crossover_frame,
+    crossover_tables,
+    plot_crossover,
+)
 from hobench.report.engine import engine_table
 from hobench.report.errors import ReportError
 from hobench.report.html import (
@@ -25,7 +32,7 @@ from hobench.report.html import (
     render_page,
 )
 from hobench.report.load import read_records, runs_frame, runs_path, trajectories_frame
-from hobench.report.plots import all_figures
+from hobench.report.plots import all_figures, strategy_colors
 from hobench.report.stats import rank_sets
 from hobench.report.tables import COST_MODEL_NAME, Table, all_tables, to_latex, to_markdown
 
@@ -94,8 +101,12 @@ def report_blocks(
         pairs = zip(failed["cell"], failed["error"], strict=True)
         blocks.append(BulletList(tuple(f"{cell}: {_one_line(error)}" for cell, error in pairs)))
     ranks = [t for t in tables if t.name.startswith("ranks")]
+    crossover = [t for t in tables if t.name.startswith("crossover")]
+    crossover += [FigureBlock(p, c) for p, c in figures if p.name == CROSSOVER_FIGURE]
+    figures = [(p, c) for p, c in figures if p.name != CROSSOVER_FIGURE]
     sections = (
         ("Results per task", [t for t in tables if t.name.startswith("task-")]),
+        ("Crossover study", crossover),
         ("Ranks across tasks", [*ranks, *(FigureBlock(p, c) for p, c in rank_figures)]),
         ("Engine: time and extra memory", [t for t in tables if t.name == "engine"]),
         ("Cost model check", [t for t in tables if t.name == COST_MODEL_NAME]),
@@ -181,11 +192,17 @@ def write_report(
     runs, trajectories = runs_frame(records), trajectories_frame(records)
     out = Path(out_dir) if out_dir is not None else source.parent / REPORT_DIR
     tables = all_tables(runs, suite_paper_tables(source.parent))
+    knobs = crossover_frame(runs, trajectories)
+    tables += crossover_tables(knobs)
     if engine is not None:
         tables.append(engine_table(Path(engine)))
     write_tables(tables, out / "tables")
     figure_dir = _clear(out / "figures", ("*.png",))
     figures = all_figures(runs, trajectories, figure_dir)
+    colors = strategy_colors([str(s) for s in pd.unique(runs["strategy"])])
+    path = plot_crossover(knobs, figure_dir / CROSSOVER_FIGURE, colors)
+    if path is not None:
+        figures.append((path, crossover_caption()))
     rank_figures = critical_difference_figures(rank_sets(runs), figure_dir)
     # A relative source keeps committed reports free of machine-specific absolute paths.
     relative = Path(os.path.relpath(source, out))

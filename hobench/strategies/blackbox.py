@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from hobench.domains import Interval, ParamError
 from hobench.harness.budget import Budget
-from hobench.harness.recorder import Recorder
+from hobench.harness.recorder import Recorder, summarise_config
 from hobench.registry import STRATEGIES
 from hobench.strategies.base import Strategy, check_first_unit_fits, priced
 from hobench.tasks.base import Evaluation, HyperParam, Task
@@ -102,7 +102,7 @@ class OptunaStrategy(Strategy):
         if not completed:
             raise RuntimeError("no evaluation completed within the budget")
         best = study.best_trial.params
-        recorder.finish(config=best, **task.finalize_config(best))
+        recorder.finish(config=summarise_config(best), **task.finalize_config(best))
 
     def first_unit(self, task, costs):
         return (
@@ -260,7 +260,7 @@ class Default(Strategy):
         budget.spend(flops, steps)
         recorder.point(config, evaluation.val_loss, evaluation.val_acc, evaluation.test_acc)
         budget.stop()
-        recorder.finish(config=config, **task.finalize_config(config))
+        recorder.finish(config=summarise_config(config), **task.finalize_config(config))
 
     def first_unit(self, task, costs):
         # A black-box configuration, so it pays the family's one-off cost as every sampler does.
