@@ -16,17 +16,27 @@ from hobench.hypergrad.common import (
     initial_state,
     state_outer,
 )
+from hobench.hypergrad.compiled import compiled, use_compiled
 from hobench.hypergrad.dynamics import HP, Dynamics, State
 
 
 def unroll(
-    dynamics: Dynamics, s0: State, hp: HP, steps: int, batch_at: BatchStream, keep_last: int
+    dynamics: Dynamics,
+    s0: State,
+    hp: HP,
+    steps: int,
+    batch_at: BatchStream,
+    keep_last: int,
+    compile: bool | None = None,
 ) -> list[State]:
-    """Run T steps without building a graph; keep only the last `keep_last` + 1 states."""
+    """Run T steps without building a graph; keep only the last `keep_last` + 1 states.
+    `compile`: the compiled step (see hobench.hypergrad.compiled); None reads HOBENCH_COMPILE."""
+    step = compiled(dynamics, "step") if use_compiled(compile) else dynamics.step
     states = [detached(s0)]
+    hp = detached(hp)
     with torch.no_grad():
         for t in range(1, steps + 1):
-            states.append(dynamics.step(states[-1], hp, batch_at(t)))
+            states.append(step(states[-1], hp, batch_at(t)))
             if len(states) > keep_last + 1:
                 states.pop(0)
     return states
@@ -66,6 +76,7 @@ def reverse(
     batch_at: BatchStream,
     outer: Outer,
     truncate: int | None = None,
+    compile: bool | None = None,
 ) -> Hypergradient:
     """Hypergradient of f(λ) = E(s_T, λ) by reverse mode over the training trajectory.
 
@@ -76,6 +87,10 @@ def reverse(
     Algorithm: s_t = Φ_t(s_{t-1}, λ) for t = 1..T, storing the T+1 states (K+1 when truncated)
     and no autograd graph; α_T = ∇_s E(s_T); for t = T..1: g += α_t B_t, α_{t-1} = α_t A_t, each
     by recomputing the single step t at the stored s_{t-1}. Output: ∇f = g + α_0 Z_0 + ∂_λ E.
+
+    `compile`: True runs the forward sweep and the per-step pullback compiled (the same numbers
+    up to rounding, faster; see hobench.hypergrad.compiled), False eager; None (the default)
+    reads HOBENCH_COMPILE, eager unless it is 1.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
@@ -84,7 +99,8 @@ def reverse(
     keep = steps if truncate is None else truncate
     with torch.no_grad():
         start = initial_state(s0, hp)
-    states = unroll(dynamics, start, hp, steps, batch_at, keep_last=keep)
+    fast = use_compiled(compile)
+    states = unroll(dynamics, start, hp, steps, batch_at, keep_last=keep, compile=fast)
     final_state = states[-1]
 
     # α_T = ∇_s E(s_T), and the direct term ∂_λ E starts the sum.
@@ -97,9 +113,13 @@ def reverse(
     total = dict(zip(hp, grads[len(final) :], strict=True))
 
     first_t = steps - keep + 1  # earliest step differentiated through
+    pullback = compiled(dynamics, "pullback") if fast else None
     for t in range(steps, first_t - 1, -1):
         states.pop()  # s_t is no longer needed; s_{t-1} is now last
-        alpha, step_grad = step_vjp(dynamics, states[-1], hp, batch_at(t), alpha)
+        if pullback is None:
+            alpha, step_grad = step_vjp(dynamics, states[-1], hp, batch_at(t), alpha)
+        else:
+            alpha, step_grad = pullback(states[-1], detached(hp), batch_at(t), alpha)
         for k in total:
             total[k] = total[k] + step_grad[k]
 
