@@ -3,6 +3,12 @@
 5000 examples × 784 features × 10 classes, softmax regression, full-batch, T steps, float32, CPU.
 Each case is a zero-argument callable doing the whole job once, built by `build(name)`; the
 timing benchmarks and the peak-memory subprocesses both use these, so they measure the same work.
+
+Our hypergradients run the engine's compiled path (`compile=True`; HOBENCH_COMPILE=0 forces
+eager, and the summary says which ran); the `-eager` cases run the same work on the eager path,
+side by side. Every Dynamics is built once per process and reads the data from its batch, not
+from a closure, so each compiled function is compiled once and its compile time is measured in
+the first call, apart from the timed rounds.
 """
 
 from __future__ import annotations
@@ -13,16 +19,20 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from hobench.hypergrad import Dynamics, forward, gd, momentum, reverse
+from hobench.hypergrad import Dynamics, ForwardState, forward, gd, momentum, reverse
 
 N, D, C = 5000, 784, 10
 STEPS = int(os.environ.get("HOBENCH_BENCH_T", "500"))
 LR = 0.1
 
+# RTHO's hyper-step interval (the rtho strategy's default Δ).
+RTHO_DELTA = 10
+
 PLAIN = ["plain-autograd", "plain-analytic"]
-HYPERGRADIENTS = ["reverse", "forward-m1", "forward-m3", "forward-m10"]
+HYPERGRADIENTS = ["reverse", "forward-m1", "forward-m3", "forward-m10", "rtho-m3"]
+EAGER = ["reverse-eager", "forward-m1-eager", "rtho-m3-eager"]
 PEERS = ["torchopt", "higher"]
-CASES = PLAIN + HYPERGRADIENTS + PEERS
+CASES = PLAIN + HYPERGRADIENTS + EAGER + PEERS
 
 
 def make_data(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -78,52 +88,82 @@ def plain_analytic(data, T: int) -> Callable[[], object]:
     return run
 
 
-def ours_reverse(data, T: int) -> Callable[[], torch.Tensor]:
-    """∂E/∂λ for the per-example weights λ (m = 5000) by our Reverse-HG."""
-    dyn = gd(lambda p, hp, batch: weighted_ce(p, hp["lam"], *batch), lr=LR)
-
+def validation_loss(data) -> Callable:
     def outer(p, hp):
         return F.cross_entropy(F.linear(data["Xv"], *p), data["yv"])
+
+    return outer
+
+
+# Hyper-cleaning's dynamics: λ are the per-example weights; the batch is (X, y).
+CLEANING = gd(lambda p, hp, batch: weighted_ce(p, hp["lam"], *batch), lr=LR)
+
+
+def ours_reverse(data, T: int, compile: bool = True) -> Callable[[], torch.Tensor]:
+    """∂E/∂λ for the per-example weights λ (m = 5000) by our Reverse-HG."""
+    outer = validation_loss(data)
 
     def run():
         hp = {"lam": data["lam"]}
         batch = (data["X"], data["y"])
-        return reverse(dyn, dyn.init(fresh_params(), hp), hp, T, lambda t: batch, outer).grad["lam"]
+        s0 = CLEANING.init(fresh_params(), hp)
+        return reverse(CLEANING, s0, hp, T, lambda t: batch, outer, compile=compile).grad["lam"]
 
     return run
 
 
-def forward_problem(data, m: int) -> tuple[Dynamics, dict[str, torch.Tensor], Callable]:
-    """The momentum problem with m scalar hyperparameters: η; then μ; then one weight decay per
-    group of input features (m = 3: one group, m = 10: eight groups of 98 features).
-    Returns (dynamics, hp, outer); the forward cases time it, the correctness test also runs
-    Reverse-HG on it."""
+def _momentum_dynamics(m: int) -> Dynamics:
     groups = max(m - 2, 1)
 
     def loss(p, hp, batch):
         W, _ = p
+        X, y, lam = batch
         decay = hp.get("decay", torch.full((groups,), 1e-3))
         per_group = (W.reshape(C, groups, D // groups) ** 2).sum((0, 2))
-        return weighted_ce(p, data["lam"], *batch) + 0.5 * (decay * per_group).sum()
+        return weighted_ce(p, lam, X, y) + 0.5 * (decay * per_group).sum()
 
+    return momentum(loss, lr="lr", mu="momentum" if m > 1 else 0.5)
+
+
+MOMENTUM = {m: _momentum_dynamics(m) for m in (1, 3, 10)}
+
+
+def forward_problem(data, m: int) -> tuple[Dynamics, dict[str, torch.Tensor], Callable, tuple]:
+    """The momentum problem with m scalar hyperparameters: η; then μ; then one weight decay per
+    group of input features (m = 3: one group, m = 10: eight groups of 98 features).
+    Returns (dynamics, hp, outer, batch); the forward cases time it, the correctness test also
+    runs Reverse-HG on it."""
     hp = {"lr": torch.tensor(LR)}
     if m > 1:
-        hp |= {"momentum": torch.tensor(0.5), "decay": torch.full((groups,), 1e-3)}
-    dyn = momentum(loss, lr="lr", mu="momentum" if m > 1 else 0.5)
-
-    def outer(p, hp):
-        return F.cross_entropy(F.linear(data["Xv"], *p), data["yv"])
-
-    return dyn, hp, outer
+        hp |= {"momentum": torch.tensor(0.5), "decay": torch.full((max(m - 2, 1),), 1e-3)}
+    return MOMENTUM[m], hp, validation_loss(data), (data["X"], data["y"], data["lam"])
 
 
-def ours_forward(data, T: int, m: int) -> Callable[[], dict]:
+def ours_forward(data, T: int, m: int, compile: bool = True) -> Callable[[], dict]:
     """Forward-HG on `forward_problem(data, m)`."""
-    dyn, hp, outer = forward_problem(data, m)
+    dyn, hp, outer, batch = forward_problem(data, m)
 
     def run():
-        batch = (data["X"], data["y"])
-        return forward(dyn, dyn.init(fresh_params(), hp), hp, T, lambda t: batch, outer).grad
+        s0 = dyn.init(fresh_params(), hp)
+        return forward(dyn, s0, hp, T, lambda t: batch, outer, compile=compile).grad
+
+    return run
+
+
+def ours_rtho(data, T: int, m: int, compile: bool = True) -> Callable[[], dict]:
+    """RTHO's work on `forward_problem(data, m)`: T steps of s and Z, and every RTHO_DELTA
+    steps (and at the last) the hypergradient on the validation set. λ is not moved (the
+    hyper-step itself is a few scalar operations), so every round trains the same trajectory."""
+    dyn, hp, outer, batch = forward_problem(data, m)
+
+    def run():
+        online = ForwardState(dyn, dyn.init(fresh_params(), hp), hp, compile=compile)
+        grads = []
+        for t in range(1, T + 1):
+            online.advance(batch)
+            if t % RTHO_DELTA == 0 or t == T:
+                grads.append(online.hypergradient(outer).grad)
+        return grads
 
     return run
 
@@ -189,6 +229,10 @@ def build(name: str, data: dict[str, torch.Tensor], steps: int = STEPS) -> Calla
         "forward-m1": lambda d, T: ours_forward(d, T, 1),
         "forward-m3": lambda d, T: ours_forward(d, T, 3),
         "forward-m10": lambda d, T: ours_forward(d, T, 10),
+        "rtho-m3": lambda d, T: ours_rtho(d, T, 3),
+        "reverse-eager": lambda d, T: ours_reverse(d, T, compile=False),
+        "forward-m1-eager": lambda d, T: ours_forward(d, T, 1, compile=False),
+        "rtho-m3-eager": lambda d, T: ours_rtho(d, T, 3, compile=False),
         "torchopt": peer_torchopt,
         "higher": peer_higher,
     }

@@ -33,9 +33,9 @@ def rel_err(a, b) -> float:
     return float((a - b).abs().max() / max(b.abs().max(), 1e-12))
 
 
-def both_modes(problem, T):
+def both_modes(problem, T, compile=False):
     args = (problem.dynamics, problem.s0, problem.hp, T, problem.batch_at, problem.outer)
-    return forward(*args), reverse(*args)
+    return forward(*args, compile=compile), reverse(*args, compile=compile)
 
 
 def directions(tensor, count=3, seed=0):
@@ -50,10 +50,11 @@ def flat(grad: dict) -> torch.Tensor:
     return torch.cat([g.reshape(-1) for g in grad.values()])
 
 
-def check_against_fd(problem, T):
+def check_against_fd(problem, T, compile=False):
     """Errors are relative to the size of the whole hypergradient, so an entry that is exactly
-    zero in theory (Adam's β1 at T = 1) is compared at the scale of the others, not of roundoff."""
-    fwd, rev = both_modes(problem, T)
+    zero in theory (Adam's β1 at T = 1) is compared at the scale of the others, not of roundoff.
+    `compile`: check the compiled path (the differences are always taken eagerly)."""
+    fwd, rev = both_modes(problem, T, compile)
     assert float(fwd.value) == pytest.approx(float(rev.value), rel=1e-12)
     assert rel_err(flat(fwd.grad), flat(rev.grad)) < MODES_TOL
     scale = float(flat(rev.grad).abs().max())

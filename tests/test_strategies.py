@@ -368,3 +368,28 @@ def test_third_party_strategy_runs_in_a_suite(tmp_path):
     record = json.loads(lines[0])
     assert len(lines) == 1 and record["status"] == "ok" and record["strategy_kind"] == "constant"
     assert len(record["trajectory"]) == 2  # repeats=2 by default
+
+
+@pytest.mark.parametrize("strategy", ["reverse-hg", "forward-hg", "rtho"])
+def test_compile_parameter_reaches_the_engine(strategy, monkeypatch):
+    """`compile = true` asks the engine for its compiled path (off by default, so the suites'
+    results stay those of the eager path). HOBENCH_COMPILE=0 keeps this test from compiling:
+    it checks the request, not the compiler (tests/test_hypergrad_compiled.py does)."""
+    from hobench.strategies import gradient
+
+    monkeypatch.setenv("HOBENCH_COMPILE", "0")
+    asked = []
+
+    def spy(real):
+        def call(*args, **kwargs):
+            asked.append(kwargs["compile"])
+            return real(*args, **kwargs)
+
+        return call
+
+    for name in ("reverse", "forward", "ForwardState"):
+        monkeypatch.setattr(gradient, name, spy(getattr(gradient, name)))
+    task = TASKS.create("ridge", seed=0, **dict(RIDGE, steps=20))
+    run(task, strategy, {"steps": 20}, compile=True)
+    assert asked and all(asked)
+    assert STRATEGIES.create(strategy).compile is False

@@ -120,7 +120,7 @@ class CostModel:
         def run():
             state, hp = self._start()
             p = self.problem
-            reverse(p.dynamics, state, hp, 0, p.batch_at, outer or p.outer)
+            reverse(p.dynamics, state, hp, 0, p.batch_at, outer or p.outer, compile=False)
 
         return self._count(("outer_gradient", key), run)
 
@@ -131,7 +131,8 @@ class CostModel:
 
         def run():
             state, hp = self._start()
-            ForwardState(self.problem.dynamics, state, hp).advance(self.problem.batch_at(1))
+            carried = ForwardState(self.problem.dynamics, state, hp, compile=False)
+            carried.advance(self.problem.batch_at(1))
 
         return self._count("forward_step", run)
 
@@ -142,7 +143,7 @@ class CostModel:
 
         def run():
             state, hp = self._start()
-            carried = ForwardState(self.problem.dynamics, state, hp)
+            carried = ForwardState(self.problem.dynamics, state, hp, compile=False)
             carried.hypergradient(outer or self.problem.outer)
 
         return self._count(("forward_outer", key), run)

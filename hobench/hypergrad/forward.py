@@ -9,8 +9,8 @@ A_t Z_{t-1} + B_t. No trajectory is stored; memory is O(|s|·m) whatever T is.
 from __future__ import annotations
 
 import torch
-from torch.func import jvp, vmap
-from torch.utils._pytree import tree_map
+from torch.func import grad_and_value, jvp, vmap
+from torch.utils._pytree import tree_leaves, tree_map
 
 from hobench.hypergrad.common import (
     BatchStream,
@@ -20,6 +20,7 @@ from hobench.hypergrad.common import (
     detached,
     state_outer,
 )
+from hobench.hypergrad.compiled import compiled, tangent_step_of, use_compiled
 from hobench.hypergrad.dynamics import HP, Dynamics
 
 
@@ -50,10 +51,24 @@ class ForwardState:
 
     This is the online object RTHO drives: `advance` one step at a time, `hypergradient` at any
     t gives ∇_s E(s_t) Z_t + ∂_λ E, and `hp` may be reassigned between steps (Z is kept).
+
+    `compile`: True takes the fast path: `advance` by the compiled tangent step (see
+    hobench.hypergrad.compiled), and `hypergradient` as one gradient of E contracted with Z
+    (cost independent of m) instead of m jvps of E (eager forward mode multiplies a zero
+    tangent as large as the validation data through E, once per column). Both give the same
+    number up to rounding. False: the eager path; None (the default) reads HOBENCH_COMPILE,
+    eager unless it is 1.
     """
 
-    def __init__(self, dynamics: Dynamics, s0: InitialState, hp: HP) -> None:
+    def __init__(
+        self, dynamics: Dynamics, s0: InitialState, hp: HP, compile: bool | None = None
+    ) -> None:
         self.dynamics = dynamics
+        self.fast = use_compiled(compile)
+        if self.fast:
+            self._tangent_step = compiled(dynamics, "tangent_step")
+        else:
+            self._tangent_step = tangent_step_of(dynamics)
         self.hp = {k: v.detach() for k, v in hp.items()}
         self.basis = hp_basis(self.hp)
         self.t = 0
@@ -79,19 +94,22 @@ class ForwardState:
 
     def advance(self, batch) -> None:
         """s_t = Φ_t(s_{t-1}, λ);  Z_t = A_t Z_{t-1} + B_t."""
-        step = self.dynamics.step
-
-        def tangent_step(z, e):
-            return jvp(lambda s, h: step(s, h, batch), (self.state, self.hp), (z, e))
-
-        s_batched, z = vmap(tangent_step)(self.z, self.basis)
-        self.state = detached(tree_map(lambda x: x[0], s_batched))
-        self.z = detached(z)
+        state, z = self._tangent_step(self.state, self.z, detached(self.hp), self.basis, batch)
+        self.state, self.z = detached(state), detached(z)
         self.t += 1
 
     def hypergradient(self, outer: Outer) -> Hypergradient:
-        """∇f = ∇_s E(s_t) Z_t + ∂_λ E, each column by one jvp of E."""
+        """∇f = ∇_s E(s_t) Z_t + ∂_λ E, each column by one jvp of E (on the fast path: one
+        gradient (∇_s E, ∂_λ E), then ∇_s E Z_t column by column)."""
         e_of_state = state_outer(self.dynamics, outer)
+        if self.fast:
+            (grad_s, grad_hp), value = grad_and_value(e_of_state, argnums=(0, 1))(
+                self.state, self.hp
+            )
+            flat_grad = torch.cat([grad_hp[k].reshape(-1) for k in self.hp])
+            for g, z in zip(tree_leaves(grad_s), tree_leaves(self.z), strict=True):
+                flat_grad = flat_grad + z.reshape(self.m, -1) @ g.reshape(-1)
+            return Hypergradient(value.detach(), _split(flat_grad.detach(), self.hp), self.state)
 
         def directional(z, e):
             return jvp(e_of_state, (self.state, self.hp), (z, e))
@@ -107,16 +125,17 @@ def forward(
     steps: int,
     batch_at: BatchStream,
     outer: Outer,
+    compile: bool | None = None,
 ) -> Hypergradient:
     """Hypergradient of f(λ) = E(s_T, λ) by forward mode.
 
     Inputs as for `reverse`. Algorithm: Z_0 = ∂s_0/∂λ; for t = 1..T: s_t = Φ_t(s_{t-1}, λ),
     Z_t = A_t Z_{t-1} + B_t; output ∇f = ∇_s E(s_T) Z_T + ∂_λ E. Time grows with m; memory does
-    not grow with T.
+    not grow with T. `compile` as for `reverse` (the compiled tangent step).
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    carried = ForwardState(dynamics, s0, hp)
+    carried = ForwardState(dynamics, s0, hp, compile)
     for t in range(1, steps + 1):
         carried.advance(batch_at(t))
     return carried.hypergradient(outer)

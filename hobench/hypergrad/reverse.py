@@ -17,17 +17,27 @@ from hobench.hypergrad.common import (
     initial_state,
     state_outer,
 )
+from hobench.hypergrad.compiled import compiled, use_compiled
 from hobench.hypergrad.dynamics import HP, Dynamics, State
 
 
 def unroll(
-    dynamics: Dynamics, s0: State, hp: HP, steps: int, batch_at: BatchStream, keep_last: int
+    dynamics: Dynamics,
+    s0: State,
+    hp: HP,
+    steps: int,
+    batch_at: BatchStream,
+    keep_last: int,
+    compile: bool | None = None,
 ) -> list[State]:
-    """Run T steps without building a graph; keep only the last `keep_last` + 1 states."""
+    """Run T steps without building a graph; keep only the last `keep_last` + 1 states.
+    `compile`: the compiled step (see hobench.hypergrad.compiled); None reads HOBENCH_COMPILE."""
+    step = compiled(dynamics, "step") if use_compiled(compile) else dynamics.step
     states = [detached(s0)]
+    hp = detached(hp)
     with torch.no_grad():
         for t in range(1, steps + 1):
-            states.append(dynamics.step(states[-1], hp, batch_at(t)))
+            states.append(step(states[-1], hp, batch_at(t)))
             if len(states) > keep_last + 1:
                 states.pop(0)
     return states
@@ -75,6 +85,7 @@ def reverse(
     batch_at: BatchStream,
     outer: Outer,
     truncate: int | None = None,
+    compile: bool | None = None,
 ) -> Hypergradient:
     """Hypergradient of f(λ) = E(s_T, λ) by reverse mode over the training trajectory.
 
@@ -85,13 +96,17 @@ def reverse(
     Algorithm: s_t = Φ_t(s_{t-1}, λ) for t = 1..T, storing the T+1 states (K+1 when truncated)
     and no autograd graph; α_T = ∇_s E(s_T); for t = T..1: g += α_t B_t, α_{t-1} = α_t A_t, each
     by recomputing the single step t at the stored s_{t-1}. Output: ∇f = g + α_0 Z_0 + ∂_λ E.
+
+    `compile`: True runs the forward sweep and the per-step pullback compiled (the same numbers
+    up to rounding, faster; see hobench.hypergrad.compiled), False eager; None (the default)
+    reads HOBENCH_COMPILE, eager unless it is 1.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     if truncate is not None and not 1 <= truncate <= steps:
         raise ValueError(f"truncate must be in 1..{steps}, got {truncate}")
     # Each item is one step further back; the last is the answer, and only it is kept.
-    sweep = reverse_sweep(dynamics, s0, hp, steps, batch_at, outer, truncate or steps)
+    sweep = reverse_sweep(dynamics, s0, hp, steps, batch_at, outer, truncate or steps, compile)
     return deque(sweep, maxlen=1)[0]
 
 
@@ -103,14 +118,17 @@ def reverse_sweep(
     batch_at: BatchStream,
     outer: Outer,
     keep: int,
+    compile: bool | None = None,
 ) -> Iterator[Hypergradient]:
     """The backward sweep of `reverse`, yielding the hypergradient truncated to K = 0, 1, ..,
     `keep` steps as it goes: item K is ∂_λ E + Σ_{t=T-K+1..T} α_t B_t, exactly `reverse` with
     truncate = K, and when `keep` = T the last item also holds α_0 Z_0 (the full hypergradient).
-    One sweep thus gives every truncation at the cost of the longest."""
+    One sweep thus gives every truncation at the cost of the longest. `compile`: as for
+    `reverse`."""
     with torch.no_grad():
         start = initial_state(s0, hp)
-    states = unroll(dynamics, start, hp, steps, batch_at, keep_last=keep)
+    fast = use_compiled(compile)
+    states = unroll(dynamics, start, hp, steps, batch_at, keep_last=keep, compile=fast)
     final_state = states[-1]
 
     # α_T = ∇_s E(s_T), and the direct term ∂_λ E starts the sum.
@@ -124,10 +142,15 @@ def reverse_sweep(
     total = {k: g.detach() for k, g in zip(hp, grads[len(final) :], strict=True)}
 
     first_t = steps - keep + 1  # earliest step differentiated through
+    pullback = compiled(dynamics, "pullback") if fast else None
     for t in range(steps, first_t - 1, -1):
         yield Hypergradient(value, total, final_state)
         states.pop()  # s_t is no longer needed; s_{t-1} is now last
-        alpha, step_grad = step_vjp(dynamics, states[-1], hp, batch_at(t), alpha)
+        if pullback is None:
+            alpha, step_grad = step_vjp(dynamics, states[-1], hp, batch_at(t), alpha)
+        else:
+            alpha, step_grad = pullback(states[-1], detached(hp), batch_at(t), alpha)
+        # A new dict: the hypergradients yielded before keep theirs.
         total = {k: total[k] + step_grad[k].detach() for k in total}
 
     # α_0 Z_0, when s_0 depends on λ and the whole trajectory was differentiated.
