@@ -30,8 +30,8 @@ PER_TASK = {
     "hc-R625": ("reverse-hg", set(), {"default", "grid", "random", "tpe"}),
     "auxtarget": (
         "grid",
-        {"default", "early-stopping", "rtho"},
-        {"random", "tpe", "reverse-hg", "forward-hg", "rtho-nt"},
+        {"default", "early-stopping", "rtho-nt"},
+        {"random", "tpe", "reverse-hg", "forward-hg", "rtho"},
     ),
 }
 
@@ -75,18 +75,18 @@ def test_across_tasks_reverse_hg_ranks_first_and_apart(runs):
     assert friedman(everyone.blocks)[1] < ALPHA
     result = nemenyi(everyone)
     ranks = result.rankdf["meanrank"].sort_values()
-    assert list(ranks.index[:2]) == ["reverse-hg", "tpe"]
+    assert list(ranks.index[:2]) == ["rtho", "reverse-hg"]
     assert ranks.iloc[1] - ranks.iloc[0] < result.cd
 
 
-def test_rtho_collapses_on_some_auxtarget_seeds(runs):
-    """The README counts the seeds on which RTHO and RTHO-NT end near chance (< 50 %)."""
+def test_rtho_no_longer_collapses_on_auxtarget(runs):
+    """With the online step tuned over five seeds, neither RTHO nor RTHO-NT ends near chance
+    (< 50 %) on any seed; RTHO's worst seed is the README's 57 %, its others at least 92 %."""
     aux = runs[runs["task"] == "auxtarget"]
-    collapsed = {
-        strategy: int((aux.loc[aux["strategy"] == strategy, "final.test_acc"] < 0.5).sum())
-        for strategy in ("rtho", "rtho-nt")
-    }
-    assert collapsed == {"rtho": 3, "rtho-nt": 1}
+    accuracy = {s: aux.loc[aux["strategy"] == s, "final.test_acc"] for s in ("rtho", "rtho-nt")}
+    assert all((acc >= 0.5).all() for acc in accuracy.values())
+    worst_first = accuracy["rtho"].sort_values().to_numpy()
+    assert round(worst_first[0], 3) == 0.571 and worst_first[1] >= 0.92
 
 
 def test_auxtargets_online_step_is_the_tuning_runs_lowest_mean():
