@@ -84,7 +84,10 @@ def scheduled_gd(loss: Loss, steps: int, pieces: int, lr: str = "lr") -> Dynamic
         g = grad(loss)(state["w"], hp, inner_batch)
         return {"w": tree_map(lambda w, gw: w - eta * gw, state["w"], g)}
 
-    return Dynamics(init, step)
+    def training_loss(params: Params, hp: HP, batch: Any) -> torch.Tensor:
+        return loss(params, hp, batch[1])  # the batch carries its step: (t, batch)
+
+    return Dynamics(init, step, training_loss)
 
 
 def momentum(loss: Loss, lr: Spec = "lr", mu: Spec = "momentum") -> Dynamics:
