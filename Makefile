@@ -14,7 +14,8 @@
 #   make bench-engine   engine benchmarks: timings (saved under .benchmarks/ by T), peak
 #                       memory, the target ratios; summary also in results/engine-bench.json
 #                       (HOBENCH_BENCH_T=50 make bench-engine: a quick run, T = 50 steps, about
-#                       45 s; its summary goes to results/engine-bench-T50.json instead)
+#                       45 s; its summary goes to results/engine-bench-T50.json instead;
+#                       HOBENCH_BENCH_THREADS=1: one torch thread, steadier on a shared machine)
 #                       No --benchmark-only: it would skip the correctness and memory tests.
 #   make bench-compare  engine benchmarks compared with the latest saved run of the same T; fails
 #                       when a median is more than 25 % slower. The first run, with nothing

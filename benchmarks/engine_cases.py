@@ -23,6 +23,11 @@ from hobench.hypergrad import Dynamics, ForwardState, forward, gd, momentum, rev
 
 N, D, C = 5000, 784, 10
 STEPS = int(os.environ.get("HOBENCH_BENCH_T", "500"))
+# HOBENCH_BENCH_THREADS=n: torch's threads for every case (default: torch's own, one per core).
+# On a machine shared with other work, 1 keeps OpenMP's waiting threads from fighting the other
+# processes for the cores, which makes multi-threaded timings erratic. The summary prints it.
+if os.environ.get("HOBENCH_BENCH_THREADS"):
+    torch.set_num_threads(int(os.environ["HOBENCH_BENCH_THREADS"]))
 LR = 0.1
 
 # RTHO's hyper-step interval (the rtho strategy's default Δ).
