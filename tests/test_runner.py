@@ -19,7 +19,7 @@ import torch
 
 from hobench.harness.cell import error_line, jsonable, run_cell
 from hobench.harness.measure import DeviceError, peak_rss_mb
-from hobench.harness.runner import _gpu_slots, _Pool, run_suite
+from hobench.harness.runner import _gpu_slots, _interrupts_deferred, _Pool, run_suite
 from hobench.harness.store import ResultsStore, StoreError, dumps
 from hobench.harness.suite import Cell, PluginError, load_registries, load_suite
 from tests import harness_toys
@@ -283,6 +283,25 @@ def test_ctrl_c_stops_workers_and_keeps_finished_cells(tmp_path: Path) -> None:
     assert "Traceback" not in stderr
     assert all(r["status"] == "ok" for r in strict_lines(runs))  # nothing recorded as failed
     wait_for(lambda: group_gone(process.pid), timeout=10)
+
+
+def test_ctrl_c_while_a_worker_starts_is_raised_once_the_worker_is_tracked() -> None:
+    # CI caught the race: Ctrl-C inside Process.start left a worker the runner could not stop.
+    tracked = []
+    with pytest.raises(KeyboardInterrupt), _interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # a Python handler runs between bytecodes: here, if not deferred
+        tracked.append("worker")
+    assert tracked == ["worker"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job's Ctrl-C
+    try:
+        with _interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # still ignored, nothing raised
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_only_and_force_rerun_and_same_seed_same_metrics(tmp_path: Path) -> None:

@@ -266,9 +266,10 @@ class _Pool:
         process = self.context.Process(
             target=self.target, args=(job, str(out_path), str(log_path), env), name=cell.key
         )
-        process.start()
-        now = time.perf_counter()
-        self.running.append(_Worker(cell, slot, process, out_path, log_path, now, status_path))
+        with _interrupts_deferred():  # a started worker is always one that stop() can reach
+            process.start()
+            now = time.perf_counter()
+            self.running.append(_Worker(cell, slot, process, out_path, log_path, now, status_path))
 
     def free_slot(self) -> int:
         used = {worker.slot for worker in self.running}
@@ -328,6 +329,29 @@ class _Pool:
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then raise KeyboardInterrupt.
+
+    Raised inside `Process.start`, after the fork but before the runner knows the pid, it
+    would leave a worker that `stop()` cannot reach, running while its scratch folder is removed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach only the main thread
+        return
+    caught: list[int] = []
+    # An ignored signal (a background job's Ctrl-C) stays ignored.
+    signals = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) != signal.SIG_IGN]
+    previous = [signal.signal(s, lambda signum, frame: caught.append(signum)) for s in signals]
+    try:
+        yield
+    finally:
+        for signum, handler in zip(signals, previous, strict=True):
+            signal.signal(signum, handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def run_suite(
