@@ -13,8 +13,10 @@
 #                       `hobench history FILE --plot out.png` shows each metric over commits.
 #   make bench-engine   engine benchmarks: timings (saved under .benchmarks/ by T), peak
 #                       memory, the target ratios; summary also in results/engine-bench.json
-#                       (HOBENCH_BENCH_T=50 make bench-engine: a quick run, T = 50 steps, about
-#                       45 s; its summary goes to results/engine-bench-T50.json instead;
+#                       (HOBENCH_BENCH_T=50 make bench-engine: a quicker run, T = 50 steps;
+#                       45 s before the compiled path, 14 min after on a machine shared with
+#                       other work, every process compiling its own; its summary goes to
+#                       results/engine-bench-T50.json instead;
 #                       HOBENCH_BENCH_THREADS=1: one torch thread, steadier on a shared machine)
 #                       No --benchmark-only: it would skip the correctness and memory tests.
 #   make bench-compare  engine benchmarks compared with the latest saved run of the same T; fails

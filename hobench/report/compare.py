@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from hobench.registry import STRATEGIES, TASKS
 from hobench.report.errors import ReportError
 from hobench.report.load import load_runs
 from hobench.report.stats import bootstrap_ci
@@ -257,12 +258,30 @@ def _interval(
 
 
 def _config(cells: pd.DataFrame) -> set[str]:
-    """What a row's cells were configured with: budgets and parameters."""
-    keys = ["budget.cost", "budget.seconds", "budget.steps", "task_params", "strategy_params"]
-    return {
-        json.dumps({k: (None if _isnan(r[k]) else r[k]) for k in keys}, sort_keys=True)
-        for _, r in cells.iterrows()
-    }
+    """What a row's cells were configured with: budgets and the parameters set to other than
+    their defaults. Results record every parameter, so without that a parameter added since a
+    run (its default keeping the old behaviour) would make the run's cells another config."""
+    keys = ["budget.cost", "budget.seconds", "budget.steps"]
+    configs = set()
+    for _, r in cells.iterrows():
+        config = {k: (None if _isnan(r[k]) else r[k]) for k in keys}
+        config["task_params"] = _not_default(TASKS, r["task_kind"], r["task_params"])
+        config["strategy_params"] = _not_default(
+            STRATEGIES, r["strategy_kind"], r["strategy_params"]
+        )
+        configs.add(json.dumps(config, sort_keys=True))
+    return configs
+
+
+def _not_default(registry, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` less those equal to their current default (all of them where `kind` is not
+    installed here, or its plugin does not load)."""
+    try:
+        defaults = registry.parameters(kind)
+    except Exception:  # unknown kind, broken plugin: compare the recorded values as they are
+        return params
+    missing = object()
+    return {k: v for k, v in params.items() if defaults.get(k, missing) != v}
 
 
 def _isnan(value: Any) -> bool:
