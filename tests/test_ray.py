@@ -12,6 +12,7 @@ from hobench.harness.runner import run_suite
 from hobench.harness.store import ResultsStore
 from hobench.harness.suite import load_suite
 from tests import harness_toys
+from tests.conftest import hobench
 from tests.test_runner import by_cell, strategy, write_suite
 
 pytest.importorskip("ray", reason="make install installs the ray extra")  # a plain pip user
@@ -37,6 +38,21 @@ def test_a_ray_run_records_what_a_local_run_records(tmp_path: Path) -> None:
     assert by_cell([records["q/toy-random/0"]]) == by_cell([local_records["q/toy-random/0"]])
     again = run_suite(suite, tmp_path / "ray", jobs=2, quiet=True, executor="ray")
     assert again.ran == 0 and again.skipped == 2  # resume: a crash is a result, kept
+
+
+def test_smoke_cells_on_ray_give_the_local_runs_results(smoke_results: Path, tmp_path: Path):
+    """The smoke suite through `hobench run --executor ray`, as a user runs it, equals the local
+    run's records to the last bit. Two of its cells (Reverse-HG on ridge, both seeds): every Ray
+    worker is a fresh process importing torch, and 8 cells took 7 minutes on 2 cores at load 15."""
+    out = tmp_path / "ray"
+    args = ("suites/smoke.toml", "--executor", "ray", "--jobs", "2", "--only", "ridge/reverse-hg")
+    done = hobench("run", *args, "--quiet", "--results-dir", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    on_ray = {r["cell"]: r for r in ResultsStore(out).load()}
+    local = {r["cell"]: r for r in ResultsStore(smoke_results).load() if r["cell"] in on_ray}
+    assert sorted(on_ray) == sorted(local) and len(on_ray) == 2
+    assert all(r["status"] == "ok" for r in on_ray.values())
+    assert by_cell(list(on_ray.values())) == by_cell(list(local.values()))
 
 
 def test_a_cell_whose_worker_was_lost_is_rerun_by_a_plain_resume(tmp_path: Path) -> None:

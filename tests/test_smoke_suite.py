@@ -8,27 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def hobench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "hobench", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-@pytest.fixture(scope="module")
-def smoke_results(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("smoke")
-    done = hobench("run", "suites/smoke.toml", "--jobs", "2", "--quiet", "--results-dir", str(out))
-    assert done.returncode == 0, done.stderr[-2000:]
-    return out
+from tests.conftest import hobench
 
 
 def test_every_cell_of_the_smoke_suite_succeeds(smoke_results):

@@ -1,0 +1,31 @@
+"""Fixtures several test modules share."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hobench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "hobench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def smoke_results(tmp_path_factory) -> Path:
+    """suites/smoke.toml run once through the CLI (the smoke tests and the Ray test read it)."""
+    out = tmp_path_factory.mktemp("smoke")
+    done = hobench("run", "suites/smoke.toml", "--jobs", "2", "--quiet", "--results-dir", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
