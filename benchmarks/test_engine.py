@@ -4,10 +4,11 @@ Order matters and is the file's order: first the hypergradients are checked to a
 torchopt's, higher's; forward vs reverse; ours and torchopt's against a float64 reference), then
 every case is timed with pytest-benchmark, then the time targets' cases again in interleaved
 rounds (the targets' ratios are taken within rounds), then each case's extra peak memory is
-measured in a fresh process, and Forward-HG's at T/5 vs T. conftest.py collects it all and
-prints the summary with the targets. The compiled functions are compiled in the first call of
-each (in the checks, or in a case's warm-up round), which is timed apart: the timed rounds
-never include it.
+measured in a fresh process (two at a time), and Forward-HG's at T/5 vs T. conftest.py
+collects it all and prints the summary with the targets. The compiled functions are compiled
+in the first call of each (in the checks, or in a case's warm-up round), which is timed apart:
+the timed rounds never include it. The other cases (plain loops, peers, eager) get no warm-up
+round: nothing in them is compiled, and the median of three rounds absorbs a slow first one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,8 @@ import torch
 from benchmarks.engine_cases import (
     CASES,
     CLEANING,
+    EAGER,
+    HYPERGRADIENTS,
     PEERS,
     STEPS,
     build,
@@ -143,31 +147,42 @@ def test_forward_agrees_with_reverse(m, data, engine_results):
 # --- wall time ---
 
 
+# Rounds per case. The eager cases are references (what compiling buys, in the targets'
+# details) and are timed once: three rounds of them would add two minutes to `make bench`.
+ROUNDS = 3
+EAGER_ROUNDS = 1
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_time(case, data, benchmark, engine_results):
     skip_missing_peer(case, engine_results)
     benchmark.group = f"engine T={STEPS}"
-    benchmark.extra_info.update(case=case, steps=STEPS)
+    rounds = EAGER_ROUNDS if case in EAGER else ROUNDS
+    benchmark.extra_info.update(case=case, steps=STEPS, rounds=rounds)
     run = build(case, data)
-    with engine_results.compiling(case):  # the warm-up round, not timed
-        run()
-    benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0)
+    if case in HYPERGRADIENTS:  # the compiled cases' first call compiles: a warm-up, not timed
+        with engine_results.compiling(case):
+            run()
+    benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0)
     engine_results.record_time(case, benchmark)
 
 
 # The time targets' cases again, in interleaved rounds: each round runs every case once, in an
 # order rotated from round to round, and a target's ratio is taken within each round, so load
 # that comes and goes on a shared machine falls on both sides of it.
-INTERLEAVED = ["plain-analytic", "plain-autograd", "reverse", "torchopt", "forward-m1", "rtho-m3"]
+# plain-analytic is the plain baseline the targets divide by (the faster plain loop; if
+# plain-autograd were faster, the targets would fall back to the separately timed medians).
+INTERLEAVED = ["plain-analytic", "reverse", "torchopt", "forward-m1", "rtho-m3"]
 INTERLEAVED_ROUNDS = 5
 
 
 def test_time_interleaved(data, engine_results):
     cases = [c for c in INTERLEAVED if c not in engine_results.skipped]
     runs = {case: build(case, data) for case in cases}
-    for case, run in runs.items():  # compiled already (test_time); warm up anyway
-        with engine_results.compiling(case):
-            run()
+    for case, run in runs.items():
+        if case not in engine_results.time_s:  # not warmed up (compiled) by test_time
+            with engine_results.compiling(case):
+                run()
     times: dict[str, list[float]] = {case: [] for case in cases}
     for r in range(INTERLEAVED_ROUNDS):
         for case in cases[r % len(cases) :] + cases[: r % len(cases)]:
@@ -179,9 +194,13 @@ def test_time_interleaved(data, engine_results):
 
 # --- peak memory, each in a fresh process ---
 
+# Memory subprocesses at once: a process's peak resident memory is its own whatever runs
+# beside it, so the cases are measured two at a time (the time tests are over by then).
+MEMORY_JOBS = 2
+
 
 def peak_memory(case: str, steps: int) -> dict:
-    """`python -m benchmarks.peak_memory CASE` with T = steps; its JSON line."""
+    """`python -m benchmarks.peak_memory CASE` with T = steps; its JSON line, or the failure."""
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.peak_memory", case],
         cwd=ROOT,
@@ -192,24 +211,41 @@ def peak_memory(case: str, steps: int) -> dict:
         check=False,
     )
     if proc.returncode != 0:
-        pytest.fail(f"peak_memory {case} (T={steps}) exited {proc.returncode}:\n{proc.stderr}")
+        failure = f"peak_memory {case} (T={steps}) exited {proc.returncode}:\n{proc.stderr}"
+        return {"failed": failure}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def peak_memories(engine_results) -> dict[tuple[str, int], dict]:
+    """Every case's peak memory at T, and forward-m10's at T/5, keyed (case, steps)."""
+    runs = [(c, STEPS) for c in CASES if c not in PEERS or peer_available(c) is None]
+    runs.append(("forward-m10", max(1, STEPS // 5)))
+    with ThreadPoolExecutor(max_workers=MEMORY_JOBS) as pool:
+        return dict(zip(runs, pool.map(lambda run: peak_memory(*run), runs), strict=True))
+
+
+def measured_memory(peak_memories, case: str, steps: int) -> dict:
+    measured = peak_memories[(case, steps)]
+    if "failed" in measured:
+        pytest.fail(measured["failed"])
+    return measured
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_peak_memory(case, engine_results):
+def test_peak_memory(case, peak_memories, engine_results):
     skip_missing_peer(case, engine_results)
-    measured = peak_memory(case, STEPS)
+    measured = measured_memory(peak_memories, case, STEPS)
     assert measured["case"] == case
     engine_results.record_memory(case, measured)
 
 
-def test_forward_memory_does_not_grow_with_T(data, engine_results):
+def test_forward_memory_does_not_grow_with_T(data, peak_memories, engine_results):
     """Forward-HG (m = 10) stores no trajectory: from T/5 to T steps its extra peak memory grows
     by much less than storing the extra states would take."""
     short = max(1, STEPS // 5)
-    long = engine_results.memory.get("forward-m10") or peak_memory("forward-m10", STEPS)
-    at_short = peak_memory("forward-m10", short)
+    long = measured_memory(peak_memories, "forward-m10", STEPS)
+    at_short = measured_memory(peak_memories, "forward-m10", short)
     dyn, hp, _, _ = forward_problem(data, 10)
     state_bytes = sum(x.numel() * x.element_size() for x in _leaves(dyn.init(fresh_params(), hp)))
     trajectory_mb = (STEPS - short) * state_bytes / 2**20
