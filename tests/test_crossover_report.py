@@ -32,6 +32,7 @@ RUNS = {
     "random": ([1, 2, 3, 4, 5, 6, 7, 8], [0.9, 0.8, 0.54, 0.54, 0.5, 0.5, 0.5, 0.5]),
     "reverse-hg": ([3, 6, 9], [1.0, 0.53, 0.3]),
     "forward-hg": ([4, 8], [1.0, 0.7]),
+    "ift-cg": ([2, 4, 6], [1.0, 0.52, 0.4]),
 }
 SEED_OFFSET = (0.0, 0.004, 0.03)
 
@@ -40,6 +41,8 @@ def _record(task, kind, strategy, seed, m, T):
     costs, losses = RUNS[strategy]
     if kind == "fd" and strategy == "random" and m == 100:
         losses = [0.9] * len(costs)  # random search never reaches the target at m = 100
+    if kind == "lr" and strategy == "ift-cg":
+        losses = [1.0] * len(costs)  # as on lrschedule: no hypergradient for step sizes
     losses = [loss + SEED_OFFSET[seed] for loss in losses]
     trajectory = [
         {
@@ -53,7 +56,7 @@ def _record(task, kind, strategy, seed, m, T):
         }
         for i, (c, loss) in enumerate(zip(costs, losses, strict=True))
     ]
-    unit = {"random": 1.0, "reverse-hg": 3.0, "forward-hg": 2.0 * m}[strategy]
+    unit = {"random": 1.0, "reverse-hg": 3.0, "forward-hg": 2.0 * m, "ift-cg": 1.5}[strategy]
     return {
         "schema": 1,
         "suite": "crossover-test",
@@ -137,17 +140,50 @@ def test_tables_name_who_is_first_to_the_target_and_lowest_at_the_budget(frame):
     assert rows[("m = 1", "random")][3:5] == ["3/3", "3"]  # costs 3, 3, 5
     assert rows[("m = 100", "random")][3:5] == ["0/3", "not reached"]
     assert rows[("m = 10", "forward-hg")][7] == "20"  # cost per unit ∝ m
+    assert {rows[(f"m = {m}", "ift-cg")][7] for m in (1, 10, 100)} == {"1.5"}
     fd = [r for r in winners.rows if r[0].startswith("fd")]
-    assert [r[3] for r in fd] == ["random (3)", "random (3)", "reverse-hg (6)"]
+    # IFT (target at cost 4) is first only where random search (3) never reaches it.
+    assert [r[3] for r in fd] == ["random (3)", "random (3)", "ift-cg (4)"]
+    assert [r[4] for r in fd] == ["ift-cg (6)"] * 3  # 0.4-0.43 at 6; Reverse-HG's 0.3 at 9
     assert [r[5] for r in fd] == ["reverse-hg (0.304)"] * 3
     lr = [r for r in winners.rows if r[0].startswith("lr")]
     assert [r[3:5] for r in lr] == [["random (3)", "reverse-hg (9)"]] * 2
+    assert [rows[("m = 1", s)][3] for s in ("ift-cg", "forward-hg")] == ["3/3", "0/3"]
+    lr_ift = [r for r in detail.rows if r[0].startswith("lr") and r[2] == "ift-cg"]
+    assert [r[3:5] for r in lr_ift] == [["0/3", "not reached"]] * 2
 
 
 def test_figure_draws_both_axes_without_overlapping_text(frame):
     fig = crossover_figure(frame, strategy_colors(list(RUNS)))
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 6
     assert overlapping_texts(fig) == []
+
+
+def _dashed(ax, color) -> list:
+    """The y values of the prediction lines drawn in `color` on `ax`."""
+    return [
+        line.get_ydata()
+        for line in ax.get_lines()
+        if line.get_linestyle() == "--" and line.get_color() == color
+    ]
+
+
+def test_figure_draws_ift_with_its_own_marker_and_flat_predictions(frame):
+    colors = strategy_colors(list(RUNS))
+    fig = crossover_figure(frame, colors)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "ift-cg" in legend
+    handles = fig.legends[0].legend_handles
+    markers = {text: h.get_marker() for text, h in zip(legend, handles, strict=True)}
+    assert markers["ift-cg"] not in {markers[s] for s in ("random", "reverse-hg", "forward-hg")}
+    unit, memory = fig.axes[2], fig.axes[5]
+    # Cost per unit flat in m through IFT's measured 1.5; memory flat in T through its 10 MB.
+    [flat_cost] = _dashed(unit, colors["ift-cg"])
+    assert set(flat_cost) == {1.5}
+    [flat_memory] = _dashed(memory, colors["ift-cg"])
+    assert set(flat_memory) == {10.0}
+    [reverse_memory] = _dashed(memory, colors["reverse-hg"])
+    assert reverse_memory[-1] - reverse_memory[0] == pytest.approx(0.5 * 30)  # a state a step
 
 
 def test_report_has_a_crossover_section_only_when_results_hold_one(tmp_path):
