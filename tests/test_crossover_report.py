@@ -209,25 +209,43 @@ COMMITTED = Path(__file__).resolve().parents[1] / "results" / "crossover"
 @pytest.fixture(scope="module")
 def committed():
     runs = load_runs(COMMITTED)
-    assert (runs["status"] == "ok").all() and len(runs) == 99
+    assert (runs["status"] == "ok").all() and len(runs) == 114
     return crossover_frame(runs, load_trajectories(COMMITTED))
 
 
 def test_readme_who_wins_where(committed):
     _, winners = crossover_tables(committed)
     rows = {(r[0].split()[0], r[1]): r[3:] for r in winners.rows}
-    for m in ("1", "10", "100", "1000"):
-        assert rows[("featuredecay", f"m = {m}")][0].startswith("random = tpe")
-    assert rows[("featuredecay", "m = 10000")][0].startswith("random (")
-    for m in ("1", "10", "100"):
-        assert rows[("featuredecay", f"m = {m}")][1].startswith("random = tpe")
-    for m in ("100", "1000", "10000"):
-        assert rows[("featuredecay", f"m = {m}")][2].startswith("reverse-hg (")
-    for m in ("1000", "10000"):
-        assert rows[("featuredecay", f"m = {m}")][1] == "reverse-hg (6.02)"
+    fd = {m: rows[("featuredecay", f"m = {m}")] for m in ("1", "10", "100", "1000", "10000")}
+    first = [fd[m][0] for m in fd]
+    assert first == [
+        "random = tpe (1)",
+        "ift-cg (2.38)",
+        "random (2.01)",
+        "random = tpe (2.01)",
+        "ift-cg (2.38)",  # no black-box search at m = 10^4
+    ]
+    assert [fd[m][1] for m in ("1", "10")] == ["random = tpe (2.01)", "random = tpe (3.02)"]
+    assert [fd[m][1] for m in ("100", "1000", "10000")] == ["ift-cg (2.38)"] * 3
+    assert [fd[m][2].split()[0] for m in fd] == ["random", "ift-cg", "ift-cg", "ift-cg", "ift-cg"]
     for T in ("25", "100", "400"):
         assert rows[("lrschedule", f"T = {T}")][0].startswith("reverse-hg (")
     assert [rows[("lrschedule", f"T = {T}")][1] for T in ("25", "100")] == ["none", "none"]
+
+
+def test_readme_ift_is_cheaper_per_hypergradient_and_blind_to_step_sizes(committed):
+    knob = {kind: rows for _, kind, rows in crossover_axes(committed)}
+    fd = summary(knob["featuredecay"], "m").set_index(["m", "strategy"])
+    assert fd.xs("ift-cg", level="strategy")["unit_cost"].round(2).unique().tolist() == [1.23]
+    loss = fd["loss_at_budget"]
+    for m in (10, 100, 1000, 10000):
+        assert loss[(m, "ift-cg")] < loss[(m, "reverse-hg")]
+    lr = knob["lrschedule"]
+    ift = lr[lr["strategy"] == "ift-cg"]
+    assert sorted(ift["T"].unique()) == [25, 100]
+    # It never leaves the defaults: every seed ends at the defaults' loss, short of the target.
+    assert (ift["loss_at_budget"] == ift["default_val_loss"]).all()
+    assert ift["cost_to_target"].map(math.isinf).all()
 
 
 def test_readme_forward_cost_grows_with_m_and_reverse_memory_with_t(committed):
@@ -238,5 +256,5 @@ def test_readme_forward_cost_grows_with_m_and_reverse_memory_with_t(committed):
     memory = summary(knob["lrschedule"], "T").set_index(["T", "strategy"])["added_rss_mb"]
     assert memory[(25, "reverse-hg")] < memory[(25, "forward-hg")]
     assert memory[(400, "reverse-hg")] > 1.5 * memory[(400, "forward-hg")]
-    forward = memory.xs("forward-hg", level="strategy")
-    assert forward.max() - forward.min() < 5  # flat in T
+    for flat in ("forward-hg", "ift-cg"):
+        assert memory.xs(flat, level="strategy").agg(["min", "max"]).diff().iloc[-1] < 5
