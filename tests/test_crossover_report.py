@@ -32,6 +32,7 @@ RUNS = {
     "random": ([1, 2, 3, 4, 5, 6, 7, 8], [0.9, 0.8, 0.54, 0.54, 0.5, 0.5, 0.5, 0.5]),
     "reverse-hg": ([3, 6, 9], [1.0, 0.53, 0.3]),
     "forward-hg": ([4, 8], [1.0, 0.7]),
+    "ift-cg": ([2, 4, 6], [1.0, 0.52, 0.4]),
 }
 SEED_OFFSET = (0.0, 0.004, 0.03)
 
@@ -40,6 +41,8 @@ def _record(task, kind, strategy, seed, m, T):
     costs, losses = RUNS[strategy]
     if kind == "fd" and strategy == "random" and m == 100:
         losses = [0.9] * len(costs)  # random search never reaches the target at m = 100
+    if kind == "lr" and strategy == "ift-cg":
+        losses = [1.0] * len(costs)  # as on lrschedule: no hypergradient for step sizes
     losses = [loss + SEED_OFFSET[seed] for loss in losses]
     trajectory = [
         {
@@ -53,7 +56,7 @@ def _record(task, kind, strategy, seed, m, T):
         }
         for i, (c, loss) in enumerate(zip(costs, losses, strict=True))
     ]
-    unit = {"random": 1.0, "reverse-hg": 3.0, "forward-hg": 2.0 * m}[strategy]
+    unit = {"random": 1.0, "reverse-hg": 3.0, "forward-hg": 2.0 * m, "ift-cg": 1.5}[strategy]
     return {
         "schema": 1,
         "suite": "crossover-test",
@@ -137,17 +140,50 @@ def test_tables_name_who_is_first_to_the_target_and_lowest_at_the_budget(frame):
     assert rows[("m = 1", "random")][3:5] == ["3/3", "3"]  # costs 3, 3, 5
     assert rows[("m = 100", "random")][3:5] == ["0/3", "not reached"]
     assert rows[("m = 10", "forward-hg")][7] == "20"  # cost per unit ∝ m
+    assert {rows[(f"m = {m}", "ift-cg")][7] for m in (1, 10, 100)} == {"1.5"}
     fd = [r for r in winners.rows if r[0].startswith("fd")]
-    assert [r[3] for r in fd] == ["random (3)", "random (3)", "reverse-hg (6)"]
+    # IFT (target at cost 4) is first only where random search (3) never reaches it.
+    assert [r[3] for r in fd] == ["random (3)", "random (3)", "ift-cg (4)"]
+    assert [r[4] for r in fd] == ["ift-cg (6)"] * 3  # 0.4-0.43 at 6; Reverse-HG's 0.3 at 9
     assert [r[5] for r in fd] == ["reverse-hg (0.304)"] * 3
     lr = [r for r in winners.rows if r[0].startswith("lr")]
     assert [r[3:5] for r in lr] == [["random (3)", "reverse-hg (9)"]] * 2
+    assert [rows[("m = 1", s)][3] for s in ("ift-cg", "forward-hg")] == ["3/3", "0/3"]
+    lr_ift = [r for r in detail.rows if r[0].startswith("lr") and r[2] == "ift-cg"]
+    assert [r[3:5] for r in lr_ift] == [["0/3", "not reached"]] * 2
 
 
 def test_figure_draws_both_axes_without_overlapping_text(frame):
     fig = crossover_figure(frame, strategy_colors(list(RUNS)))
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 6
     assert overlapping_texts(fig) == []
+
+
+def _dashed(ax, color) -> list:
+    """The y values of the prediction lines drawn in `color` on `ax`."""
+    return [
+        line.get_ydata()
+        for line in ax.get_lines()
+        if line.get_linestyle() == "--" and line.get_color() == color
+    ]
+
+
+def test_figure_draws_ift_with_its_own_marker_and_flat_predictions(frame):
+    colors = strategy_colors(list(RUNS))
+    fig = crossover_figure(frame, colors)
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "ift-cg" in legend
+    handles = fig.legends[0].legend_handles
+    markers = {text: h.get_marker() for text, h in zip(legend, handles, strict=True)}
+    assert markers["ift-cg"] not in {markers[s] for s in ("random", "reverse-hg", "forward-hg")}
+    unit, memory = fig.axes[2], fig.axes[5]
+    # Cost per unit flat in m through IFT's measured 1.5; memory flat in T through its 10 MB.
+    [flat_cost] = _dashed(unit, colors["ift-cg"])
+    assert set(flat_cost) == {1.5}
+    [flat_memory] = _dashed(memory, colors["ift-cg"])
+    assert set(flat_memory) == {10.0}
+    [reverse_memory] = _dashed(memory, colors["reverse-hg"])
+    assert reverse_memory[-1] - reverse_memory[0] == pytest.approx(0.5 * 30)  # a state a step
 
 
 def test_report_has_a_crossover_section_only_when_results_hold_one(tmp_path):
@@ -173,25 +209,43 @@ COMMITTED = Path(__file__).resolve().parents[1] / "results" / "crossover"
 @pytest.fixture(scope="module")
 def committed():
     runs = load_runs(COMMITTED)
-    assert (runs["status"] == "ok").all() and len(runs) == 99
+    assert (runs["status"] == "ok").all() and len(runs) == 114
     return crossover_frame(runs, load_trajectories(COMMITTED))
 
 
 def test_readme_who_wins_where(committed):
     _, winners = crossover_tables(committed)
     rows = {(r[0].split()[0], r[1]): r[3:] for r in winners.rows}
-    for m in ("1", "10", "100", "1000"):
-        assert rows[("featuredecay", f"m = {m}")][0].startswith("random = tpe")
-    assert rows[("featuredecay", "m = 10000")][0].startswith("random (")
-    for m in ("1", "10", "100"):
-        assert rows[("featuredecay", f"m = {m}")][1].startswith("random = tpe")
-    for m in ("100", "1000", "10000"):
-        assert rows[("featuredecay", f"m = {m}")][2].startswith("reverse-hg (")
-    for m in ("1000", "10000"):
-        assert rows[("featuredecay", f"m = {m}")][1] == "reverse-hg (6.02)"
+    fd = {m: rows[("featuredecay", f"m = {m}")] for m in ("1", "10", "100", "1000", "10000")}
+    first = [fd[m][0] for m in fd]
+    assert first == [
+        "random = tpe (1)",
+        "ift-cg (2.38)",
+        "random (2.01)",
+        "random = tpe (2.01)",
+        "ift-cg (2.38)",  # no black-box search at m = 10^4
+    ]
+    assert [fd[m][1] for m in ("1", "10")] == ["random = tpe (2.01)", "random = tpe (3.02)"]
+    assert [fd[m][1] for m in ("100", "1000", "10000")] == ["ift-cg (2.38)"] * 3
+    assert [fd[m][2].split()[0] for m in fd] == ["random", "ift-cg", "ift-cg", "ift-cg", "ift-cg"]
     for T in ("25", "100", "400"):
         assert rows[("lrschedule", f"T = {T}")][0].startswith("reverse-hg (")
     assert [rows[("lrschedule", f"T = {T}")][1] for T in ("25", "100")] == ["none", "none"]
+
+
+def test_readme_ift_is_cheaper_per_hypergradient_and_blind_to_step_sizes(committed):
+    knob = {kind: rows for _, kind, rows in crossover_axes(committed)}
+    fd = summary(knob["featuredecay"], "m").set_index(["m", "strategy"])
+    assert fd.xs("ift-cg", level="strategy")["unit_cost"].round(2).unique().tolist() == [1.23]
+    loss = fd["loss_at_budget"]
+    for m in (10, 100, 1000, 10000):
+        assert loss[(m, "ift-cg")] < loss[(m, "reverse-hg")]
+    lr = knob["lrschedule"]
+    ift = lr[lr["strategy"] == "ift-cg"]
+    assert sorted(ift["T"].unique()) == [25, 100]
+    # It never leaves the defaults: every seed ends at the defaults' loss, short of the target.
+    assert (ift["loss_at_budget"] == ift["default_val_loss"]).all()
+    assert ift["cost_to_target"].map(math.isinf).all()
 
 
 def test_readme_forward_cost_grows_with_m_and_reverse_memory_with_t(committed):
@@ -202,5 +256,5 @@ def test_readme_forward_cost_grows_with_m_and_reverse_memory_with_t(committed):
     memory = summary(knob["lrschedule"], "T").set_index(["T", "strategy"])["added_rss_mb"]
     assert memory[(25, "reverse-hg")] < memory[(25, "forward-hg")]
     assert memory[(400, "reverse-hg")] > 1.5 * memory[(400, "forward-hg")]
-    forward = memory.xs("forward-hg", level="strategy")
-    assert forward.max() - forward.min() < 5  # flat in T
+    for flat in ("forward-hg", "ift-cg"):
+        assert memory.xs(flat, level="strategy").agg(["min", "max"]).diff().iloc[-1] < 5

@@ -1,5 +1,5 @@
-"""The crossover study: where reverse, forward, RTHO and black-box search each win as the number
-of hyperparameters m or the training length T grows.
+"""The crossover study: where reverse, forward, RTHO, implicit (IFT) and black-box search each win
+as the number of hyperparameters m or the training length T grows.
 
 A task with a dimension knob records, with every cell's final metrics, a `crossover` entry (see
 hobench.tasks.knob): its m, its T, the size of one training state, and two validation losses
@@ -16,8 +16,9 @@ axis. Per cell:
 - the cost of one unit (an evaluation, a hypergradient, an RTHO chunk) and the memory added.
 
 Every value is read from the records; the paper's predictions (forward cost ∝ m, reverse memory
-∝ T) are drawn through one measured point each, so the figure shows where the measurement
-leaves them.
+∝ T) are drawn through one measured point each, with IFT's (T steps and a fixed number of
+Hessian-vector products, one state stored: flat in m and in T) beside them, so the figure shows
+where the measurement leaves them.
 """
 
 from __future__ import annotations
@@ -38,8 +39,18 @@ CROSSOVER_FIGURE = "crossover.png"
 TARGET_GAIN = 0.9  # the target: this fraction of the way from the defaults to the best single value
 NOT_REACHED = "not reached"
 AXIS_LABELS = {"m": "m, hyperparameters", "T": "T, training steps"}
-# The strategies whose paper predictions the figure draws (strategy kinds).
+# The strategies whose predictions the figure draws (strategy kinds).
 FORWARD, REVERSE = "forward-hg", "reverse-hg"
+IMPLICIT = ("ift-cg", "ift-neumann")
+FLAT_IN_M = (REVERSE, *IMPLICIT)  # one unit's cost does not depend on m
+FLAT_IN_T = (FORWARD, *IMPLICIT)  # no trajectory stored: memory does not depend on T
+# A marker per family of strategy kinds, so lines of near colours stay apart.
+MARKERS = {FORWARD: "^", REVERSE: "s", "rtho": "D", **dict.fromkeys(IMPLICIT, "v")}
+
+
+def marker(kind: str) -> str:
+    """The figure's marker for a strategy kind (black-box search and the rest: a circle)."""
+    return MARKERS.get(kind, "o")
 
 
 def _knob_info(info: object) -> dict | None:
@@ -205,7 +216,7 @@ def crossover_tables(frame: pd.DataFrame) -> list[Table]:
         "at every m), per seed. Cost to target: plain runs spent when the incumbent first "
         "reached it; to the best single value: the same for that value's loss itself. "
         "Medians over seeds (a seed that never reached it counts as the largest). "
-        "Unit: one evaluation (black-box), one hypergradient (Forward-/Reverse-HG), one chunk "
+        "Unit: one evaluation (black-box), one hypergradient (Forward-/Reverse-HG, IFT), one chunk "
         "of Δ steps carrying Z (RTHO). Memory: peak RSS the cell added over its worker."
     )
     return [
@@ -255,16 +266,25 @@ def _dodge(strategies: list[str]) -> dict[str, float]:
     return {s: 1.12 ** (i - (n - 1) / 2) for i, s in enumerate(strategies)}
 
 
+def _kinds(rows: pd.DataFrame) -> pd.Series:
+    """strategy → strategy kind."""
+    return rows.groupby("strategy")["strategy_kind"].first()
+
+
 def _cost_panel(ax: Axes, rows: pd.DataFrame, knob: str, colors: dict, dodge: dict) -> None:
     budget = float(rows["budget"].max())
     ceiling = budget * 1.6  # where "not reached" is drawn, above every finite cost
     stats = summary(rows, knob)
+    kinds = _kinds(rows)
     for strategy, group in stats.groupby("strategy", sort=False):
         x = group[knob].to_numpy(float) * dodge[strategy]
         y = group["cost_to_target"].to_numpy(float)
         shown = np.where(np.isinf(y), ceiling, y)
         ax.plot(x, shown, "-", color=colors[strategy], lw=1.3, alpha=0.8)
-        ax.scatter(x[np.isfinite(y)], y[np.isfinite(y)], color=colors[strategy], s=40, zorder=3)
+        ax.scatter(
+            x[np.isfinite(y)], y[np.isfinite(y)], color=colors[strategy],
+            marker=marker(kinds[strategy]), s=40, zorder=3,
+        )  # fmt: skip
         ax.scatter(
             x[np.isinf(y)], shown[np.isinf(y)], facecolors="white", edgecolors=colors[strategy],
             marker="X", s=55, linewidths=1.4, zorder=3,
@@ -287,9 +307,11 @@ def _cost_panel(ax: Axes, rows: pd.DataFrame, knob: str, colors: dict, dodge: di
 
 def _loss_panel(ax: Axes, rows: pd.DataFrame, knob: str, colors: dict, dodge: dict) -> None:
     stats = summary(rows, knob)
+    kinds = _kinds(rows)
     for strategy, group in stats.groupby("strategy", sort=False):
         x = group[knob].to_numpy(float) * dodge[strategy]
-        ax.plot(x, group["loss_at_budget"], "o-", color=colors[strategy], ms=6, lw=1.3)
+        style = dict(color=colors[strategy], marker=marker(kinds[strategy]), ms=6, lw=1.3)
+        ax.plot(x, group["loss_at_budget"], **style)
     refs = stats.groupby(knob)[["default_val_loss", "single_val_loss", "target"]].median()
     x = refs.index.to_numpy(float)
     ax.plot(x, refs["default_val_loss"], color="0.55", ls="--", lw=1.2)
@@ -303,19 +325,20 @@ def _loss_panel(ax: Axes, rows: pd.DataFrame, knob: str, colors: dict, dodge: di
 
 
 def _unit_cost_panel(ax: Axes, rows: pd.DataFrame, colors: dict, dodge: dict) -> None:
-    """Cost of one unit against m, with Forward-HG ∝ m and Reverse-HG flat drawn through one
-    measured point each."""
+    """Cost of one unit against m, with Forward-HG ∝ m and Reverse-HG and IFT flat drawn
+    through one measured point each."""
     stats = summary(rows, "m")
+    kinds = _kinds(rows)
     for strategy, group in stats.groupby("strategy", sort=False):
         x = group["m"].to_numpy(float) * dodge[strategy]
-        ax.plot(x, group["unit_cost"], "o-", color=colors[strategy], ms=6, lw=1.3)
-    kinds = rows.groupby("strategy")["strategy_kind"].first()
+        style = dict(color=colors[strategy], marker=marker(kinds[strategy]), ms=6, lw=1.3)
+        ax.plot(x, group["unit_cost"], **style)
     grid = np.geomspace(stats["m"].min(), stats["m"].max(), 50)
     for strategy, kind in kinds.items():
         measured = stats[stats["strategy"] == strategy].dropna(subset=["unit_cost"])
-        if measured.empty or kind not in (FORWARD, REVERSE):
+        if measured.empty or kind not in (FORWARD, *FLAT_IN_M):
             continue
-        # Through the largest m measured (forward: its asymptote) / the smallest (reverse).
+        # Through the largest m measured (forward: its asymptote) / the smallest (the flat ones).
         anchor = measured.iloc[-1] if kind == FORWARD else measured.iloc[0]
         slope = anchor["unit_cost"] / anchor["m"] if kind == FORWARD else 0.0
         line = slope * grid if kind == FORWARD else np.full_like(grid, anchor["unit_cost"])
@@ -328,16 +351,17 @@ def _unit_cost_panel(ax: Axes, rows: pd.DataFrame, colors: dict, dodge: dict) ->
 
 def _memory_panel(ax: Axes, rows: pd.DataFrame, colors: dict, dodge: dict) -> None:
     """Added memory against T, with Reverse-HG's (T+1) stored states drawn from its smallest T
-    and Forward-HG's flat line from its own."""
+    and Forward-HG's and IFT's flat lines from their own."""
     stats = summary(rows, "T")
+    kinds = _kinds(rows)
     for strategy, group in stats.groupby("strategy", sort=False):
         x = group["T"].to_numpy(float) * dodge[strategy]
-        ax.plot(x, group["added_rss_mb"], "o-", color=colors[strategy], ms=6, lw=1.3)
-    kinds = rows.groupby("strategy")["strategy_kind"].first()
+        style = dict(color=colors[strategy], marker=marker(kinds[strategy]), ms=6, lw=1.3)
+        ax.plot(x, group["added_rss_mb"], **style)
     grid = np.geomspace(stats["T"].min(), stats["T"].max(), 50)
     for strategy, kind in kinds.items():
         measured = stats[stats["strategy"] == strategy].dropna(subset=["added_rss_mb"])
-        if measured.empty or kind not in (FORWARD, REVERSE):
+        if measured.empty or kind not in (REVERSE, *FLAT_IN_T):
             continue
         first = measured.iloc[0]
         state = first["state_mb"] if kind == REVERSE else 0.0
@@ -349,7 +373,8 @@ def _memory_panel(ax: Axes, rows: pd.DataFrame, colors: dict, dodge: dict) -> No
 
 def crossover_figure(frame: pd.DataFrame, colors: dict):
     """One row per axis (m grows, T grows): cost to target, validation loss at the budget, and
-    the resource the paper predicts (cost per unit ∝ m for forward; memory ∝ T for reverse)."""
+    the resource the paper predicts (cost per unit ∝ m for forward; memory ∝ T for reverse; both
+    flat for IFT)."""
     axes_list = crossover_axes(frame)
     if not axes_list:
         return None
@@ -375,10 +400,13 @@ def crossover_figure(frame: pd.DataFrame, colors: dict):
                 ax.set_xlim(values.min() / 1.6, values.max() * 1.6)
                 ax.set_xlabel(AXIS_LABELS[knob])
                 ax.set_title(f"{where}: {title}")
-        handles = [Line2D([], [], color=colors[s], marker="o", lw=1.3) for s in strategies]
+        kinds = _kinds(frame)
+        handles = [
+            Line2D([], [], color=colors[s], marker=marker(kinds[s]), lw=1.3) for s in strategies
+        ]
         labels = list(strategies)
         extra = [
-            (Line2D([], [], color="0.3", ls="--", lw=1.1), "paper's prediction, through one point"),
+            (Line2D([], [], color="0.3", ls="--", lw=1.1), "prediction, through one point"),
             (Line2D([], [], color="0.4", ls=":", lw=1), "budget"),
             (Line2D([], [], color="0.55", ls="--", lw=1.2), "defaults (reference)"),
             (Line2D([], [], color="black", ls=":", lw=1.4), "best single value (reference)"),
@@ -408,10 +436,12 @@ def crossover_caption() -> str:
         "median over seeds as a line, seeds as small dots, ✕ at the top: not reached within "
         "the budget. Middle: the incumbent validation loss when the budget was spent, with the "
         "references. Right, m row: the cost of one unit (an evaluation, a hypergradient, an "
-        "RTHO chunk), with the paper's predictions (Forward-HG ∝ m through its measurement at "
-        "the largest m it ran, Reverse-HG independent of m through its smallest); right, T "
-        "row: the peak memory a cell added, with Reverse-HG's prediction (its memory at the "
-        "smallest T plus one stored training state per extra step) and Forward-HG's (flat). "
+        "RTHO chunk), with the predictions (Forward-HG ∝ m through its measurement at the "
+        "largest m it ran; Reverse-HG and IFT, T steps and a fixed number of products, "
+        "independent of m through their smallest); right, T row: the peak memory a cell added, "
+        "with Reverse-HG's prediction (its memory at the smallest T plus one stored training "
+        "state per extra step) and Forward-HG's and IFT's (flat: no trajectory stored). "
         "RTHO's points are its one online run's weights every few hyper-steps. A strategy "
-        "missing at some m was not run there (one unit costs more than the budget)."
+        "missing at some knob value was not run there (one unit costs more than the budget, "
+        "or the suite left the cell out to fit its time: see its comments)."
     )
