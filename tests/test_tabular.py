@@ -15,6 +15,10 @@ from hobench.domains import ParamError, check
 from hobench.harness.budget import Budget
 from hobench.harness.recorder import Recorder
 from hobench.registry import STRATEGIES, TASKS
+from hobench.report.load import runs_frame
+from hobench.report.plots import performance_ratios
+from hobench.report.stats import score_metric
+from hobench.report.tables import task_table
 from tests.test_hypergrad import check_against_fd
 from tests.test_knob_tasks import BUILT_IN, as_problem
 
@@ -172,3 +176,30 @@ def test_every_strategy_runs_or_is_refused_in_one_line(strategy):
     run(task, budget, np.random.default_rng(0), recorder)
     assert budget.cost_used <= 8 and math.isfinite(recorder.final["val_loss"])
     assert recorder.final["crossover"]["m"] == 3
+
+
+def test_the_report_judges_a_regression_task_by_its_test_mse():
+    # Two strategies, four seeds: "b" has the lower test MSE on every seed.
+    records = [
+        {
+            "schema": 1,
+            "cell": f"db/{strategy}/{seed}",
+            "task": "db",
+            "task_kind": "tabulardecay",
+            "strategy": strategy,
+            "seed": seed,
+            "status": "ok",
+            "budget": {"cost": 20},
+            "final": {"val_loss": 0.7, "test_mse": mse + 0.01 * seed},
+        }
+        for strategy, mse in (("a", 0.6), ("b", 0.5))
+        for seed in range(4)
+    ]
+    runs = runs_frame(records)
+    assert score_metric(runs) == ("final.test_mse", False)
+    table = task_table(runs, "db")
+    assert "test MSE" in table.header and "judged by test mean squared error" in table.caption
+    best = table.rows[[row[0] for row in table.rows].index("b")]
+    assert best[table.header.index("vs best (Holm p)")] == "best"
+    ratios = performance_ratios(runs)
+    assert sorted(ratios["q"].round(6)) == sorted(round(r["final"]["test_mse"], 6) for r in records)

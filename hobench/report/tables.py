@@ -96,6 +96,7 @@ class Metric:
 METRICS = (
     Metric("final.test_acc", "test_acc", "test accuracy (%)", 100.0, 2, optional=True),
     Metric("final.regret", "regret", "regret", 1.0, 4, optional=True),
+    Metric("final.test_mse", "test_mse", "test MSE", 1.0, 4, optional=True),
     Metric("final.val_loss", "val_loss", "validation loss", 1.0, 4),
     Metric("resources.wall_s", "wall_s", "wall-clock (s)", 1.0, 1),
     # Always shown: a search that ran past its seconds budget must not pass unnoticed.
@@ -111,6 +112,7 @@ METRICS = (
 JUDGED_BY = {
     "final.test_acc": "test accuracy",
     "final.regret": "regret",
+    "final.test_mse": "test mean squared error",
     "final.val_loss": "validation loss",
 }
 
