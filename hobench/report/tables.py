@@ -286,7 +286,7 @@ def rank_table(rank_set: RankSet, index: int = 0) -> Table:
         f"Strategies ranked together only over the tasks on which every one of them ran "
         f"({', '.join(rank_set.tasks)}). Each block is one task-seed: strategies are ranked "
         "within it (1 = best; by regret on tasks that report one, else by test accuracy, else by "
-        "validation loss; ties "
+        "test mean squared error, else by validation loss; ties "
         "share the average rank) and the ranks averaged over blocks; per-task columns average "
         f"over that task's seeds. {friedman_text}{dropped}. The critical-difference diagram "
         "below (autorank: Friedman and Nemenyi) shows which mean ranks differ significantly."

@@ -222,6 +222,7 @@ class TabularDecay(Task):
         grid = log_grid(self.l2_low, self.l2_high)
         references = single_value_references(self._reference_key, single, self.l2_default, grid)
         return {
+            "series": self.data,  # one crossover axis per table (see hobench.tasks.knob)
             "m": self.groups,
             "T": self.steps,
             "state_mb": state_mb(self._params0()),
