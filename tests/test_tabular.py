@@ -5,8 +5,10 @@ line, and every strategy family runs."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -15,9 +17,10 @@ from hobench.domains import ParamError, check
 from hobench.harness.budget import Budget
 from hobench.harness.recorder import Recorder
 from hobench.registry import STRATEGIES, TASKS
-from hobench.report.load import runs_frame
+from hobench.report.crossover import crossover_axes
+from hobench.report.load import load_runs, runs_frame
 from hobench.report.plots import performance_ratios
-from hobench.report.stats import score_metric
+from hobench.report.stats import ALPHA, friedman, paired_vs_best, rank_sets, score_metric
 from hobench.report.tables import task_table
 from tests.test_hypergrad import check_against_fd
 from tests.test_knob_tasks import BUILT_IN, as_problem
@@ -203,3 +206,33 @@ def test_the_report_judges_a_regression_task_by_its_test_mse():
     assert best[table.header.index("vs best (Holm p)")] == "best"
     ratios = performance_ratios(runs)
     assert sorted(ratios["q"].round(6)) == sorted(round(r["final"]["test_mse"], 6) for r in records)
+
+
+def test_the_crossover_entry_names_its_table_so_axes_never_mix_tables():
+    info = TASKS.create("tabulardecay", seed=0, data="diabetes", groups=2, **TINY).crossover()
+    assert info["series"] == "diabetes" and info["m"] == 2
+    assert info["single_val_loss"] <= info["default_val_loss"]
+    frame = pd.DataFrame(
+        {
+            "series": ["tabulardecay breast_cancer"] * 2 + ["tabulardecay diabetes"] * 2,
+            "task": ["bc-m1", "bc-m30", "db-m1", "db-m10"],
+            "m": [1, 30, 1, 10],
+            "T": [100] * 4,
+        }
+    )
+    axes = {name: sorted(rows["task"]) for _, name, rows in crossover_axes(frame)}
+    assert axes == {
+        "tabulardecay breast_cancer": ["bc-m1", "bc-m30"],
+        "tabulardecay diabetes": ["db-m1", "db-m10"],
+    }
+
+
+def test_the_readme_claims_about_the_committed_tabular_results():
+    """README, Tasks: on results/tabular no strategy is separated from its task's best (Holm,
+    two-sided Wilcoxon over 10 paired seeds), nor in ranks across the tasks (Friedman)."""
+    runs = load_runs(Path(__file__).resolve().parents[1] / "results" / "tabular")
+    assert (runs["status"] == "ok").all() and len(runs) == 190
+    for task in ("bc-m1", "bc-m30", "db-m1", "db-m10"):
+        tests = paired_vs_best(runs[runs["task"] == task])
+        assert not tests["worse"].any() and tests["p_holm"].min() >= 0.14, task
+    assert all(friedman(ranks.blocks)[1] > ALPHA for ranks in rank_sets(runs))
