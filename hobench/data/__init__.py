@@ -1,4 +1,5 @@
-"""Datasets: embedded defaults, checksummed downloads, label corruption and splits."""
+"""Datasets: embedded defaults, checksummed downloads, scikit-learn's shipped tables, label
+corruption and splits."""
 
 from hobench.data.digits import load_digits
 from hobench.data.download import fetch, sha256_of
@@ -13,6 +14,7 @@ from hobench.data.mnist import (
     to_tensors,
 )
 from hobench.data.splits import corrupt_labels, split_indices
+from hobench.data.tabular import load_breast_cancer, load_diabetes
 
 __all__ = [
     "DEFAULT_MNIST_URL",
@@ -21,6 +23,8 @@ __all__ = [
     "corrupt_labels",
     "default_cache_dir",
     "fetch",
+    "load_breast_cancer",
+    "load_diabetes",
     "load_digits",
     "load_mnist",
     "load_mnist_full",

@@ -4,8 +4,8 @@ as the number of hyperparameters m or the training length T grows.
 A task with a dimension knob records, with every cell's final metrics, a `crossover` entry (see
 hobench.tasks.knob): its m, its T, the size of one training state, and two validation losses
 that no strategy decides — the defaults' and the best with every hyperparameter equal (the m = 1
-problem, over a fixed 1-D grid). Tasks of one kind that differ only in m (or only in T) form an
-axis. Per cell:
+problem, over a fixed 1-D grid). Tasks of one kind (and one `series`, where the entry names one,
+e.g. the data set) that differ only in m (or only in T) form an axis. Per cell:
 
 - the target: the best single value's loss less (1 − TARGET_GAIN) of its gain over the
   defaults, i.e. 90 % of the way from the defaults to the best single value;
@@ -84,6 +84,8 @@ def crossover_frame(runs: pd.DataFrame, trajectories: pd.DataFrame) -> pd.DataFr
             {
                 "task": cell["task"],
                 "task_kind": cell["task_kind"],
+                # An axis never mixes series (e.g. two data sets of one task kind).
+                "series": " ".join(str(s) for s in (cell["task_kind"], info.get("series")) if s),
                 "strategy": cell["strategy"],
                 "strategy_kind": cell["strategy_kind"],
                 "seed": cell["seed"],
@@ -112,12 +114,13 @@ def _first_cost(costs: np.ndarray, incumbent: np.ndarray, level: float) -> float
 
 
 def crossover_axes(frame: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
-    """(knob, task kind, rows) for each task kind whose tasks differ in exactly one knob:
-    "m" when m varies at one T, "T" when T varies at one m (or with m = T throughout)."""
+    """(knob, series, rows) for each series (a task kind, with the series its crossover entries
+    name) whose tasks differ in exactly one knob: "m" when m varies at one T, "T" when T varies
+    at one m (or with m = T throughout)."""
     axes = []
     if frame.empty:
         return axes
-    for kind, rows in frame.groupby("task_kind", sort=False):
+    for kind, rows in frame.groupby("series", sort=False):
         knobs = rows.groupby("task")[["m", "T"]].first()
         if len(knobs) < 2:
             continue

@@ -44,6 +44,7 @@ NUMERIC_COLUMNS = (
     "final.val_loss",
     "final.val_acc",
     "final.regret",
+    "final.test_mse",  # regression tasks' test metric
     "final.f1",
     "final.n_test",
     "resources.wall_s",

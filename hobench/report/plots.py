@@ -446,11 +446,17 @@ def plot_memory(runs: pd.DataFrame, path: Path, colors: dict | None = None) -> P
 def performance_ratios(runs: pd.DataFrame) -> pd.DataFrame:
     """Dolan–Moré performance ratios over task-seed blocks: one row per ok cell of a block
     (task, seed) where at least two strategies have a result, with `q` (regret on tasks that
-    report it, else test error 1 − test accuracy; lower is better) and `ratio`, q over the
-    block's best q (1 where both are 0, inf where only the best is 0)."""
+    report it, else test error 1 − test accuracy, else test mean squared error; lower is
+    better) and `ratio`, q over the block's best q (1 where both are 0, inf where only the best
+    is 0)."""
     rows = []
     for _, cells in _ok(runs).groupby("task", sort=False):
-        q = cells["final.regret"] if _has_regret(cells) else 1.0 - cells["final.test_acc"]
+        if _has_regret(cells):
+            q = cells["final.regret"]
+        elif cells["final.test_acc"].notna().any():
+            q = 1.0 - cells["final.test_acc"]
+        else:  # a regression task's test error, where it reports one
+            q = cells.get("final.test_mse", pd.Series(np.nan, index=cells.index))
         # A regret a hair below 0 is rounding in f(λ) − f(λ*); it would flip the ratio's sign.
         rows.append(cells[["task", "seed", "strategy"]].assign(q=q.clip(lower=0.0)))
     frame = pd.concat(rows, ignore_index=True).dropna(subset=["q"])
@@ -638,9 +644,9 @@ def all_figures(
             plot_performance_profile(runs, out_dir / "performance-profile.png", colors),
             "Performance profile (Dolan–Moré) over task-seed blocks with at least two "
             "strategies: q = regret on tasks that report it, else test error (1 − test "
-            "accuracy). For each strategy, the fraction of the blocks it ran in where its q is "
-            "at most τ times the block's best q, τ on a log axis; a block a strategy did not "
-            "run in neither counts for nor against it.",
+            "accuracy), else test mean squared error. For each strategy, the fraction of the "
+            "blocks it ran in where its q is at most τ times the block's best q, τ on a log "
+            "axis; a block a strategy did not run in neither counts for nor against it.",
         ),
         (
             plot_accuracy_vs_time(runs, out_dir / "accuracy-vs-time.png", colors),

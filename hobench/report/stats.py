@@ -75,13 +75,15 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 def score_metric(cells: pd.DataFrame) -> tuple[str, bool]:
     """The column a task is judged by and whether higher is better: regret (lower) where the
-    task reports it, else test accuracy (higher), else validation loss (lower; a task of a
-    plugin may report neither)."""
+    task reports it, else test accuracy (higher), else test mean squared error (lower; a
+    regression task), else validation loss (lower; a task of a plugin may report none)."""
     ok = cells[cells["status"] == "ok"]
     if lower_is_better(ok):
         return "final.regret", False
     if "final.test_acc" in ok and ok["final.test_acc"].notna().any():
         return "final.test_acc", True
+    if "final.test_mse" in ok and ok["final.test_mse"].notna().any():
+        return "final.test_mse", False
     return "final.val_loss", False
 
 

@@ -96,6 +96,7 @@ class Metric:
 METRICS = (
     Metric("final.test_acc", "test_acc", "test accuracy (%)", 100.0, 2, optional=True),
     Metric("final.regret", "regret", "regret", 1.0, 4, optional=True),
+    Metric("final.test_mse", "test_mse", "test MSE", 1.0, 4, optional=True),
     Metric("final.val_loss", "val_loss", "validation loss", 1.0, 4),
     Metric("resources.wall_s", "wall_s", "wall-clock (s)", 1.0, 1),
     # Always shown: a search that ran past its seconds budget must not pass unnoticed.
@@ -111,6 +112,7 @@ METRICS = (
 JUDGED_BY = {
     "final.test_acc": "test accuracy",
     "final.regret": "regret",
+    "final.test_mse": "test mean squared error",
     "final.val_loss": "validation loss",
 }
 
@@ -284,7 +286,7 @@ def rank_table(rank_set: RankSet, index: int = 0) -> Table:
         f"Strategies ranked together only over the tasks on which every one of them ran "
         f"({', '.join(rank_set.tasks)}). Each block is one task-seed: strategies are ranked "
         "within it (1 = best; by regret on tasks that report one, else by test accuracy, else by "
-        "validation loss; ties "
+        "test mean squared error, else by validation loss; ties "
         "share the average rank) and the ranks averaged over blocks; per-task columns average "
         f"over that task's seeds. {friedman_text}{dropped}. The critical-difference diagram "
         "below (autorank: Friedman and Nemenyi) shows which mean ranks differ significantly."

@@ -6,6 +6,7 @@ from hobench.tasks import (  # noqa: F401
     hypercleaning,
     lrschedule,
     ridge,
+    tabulardecay,
 )
 from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task
 

@@ -5,7 +5,9 @@ pieces) reports, with its final metrics, a `crossover` record the report's cross
 m, T, the size of one training state (what Reverse-HG stores T+1 of), and two reference
 validation losses that do not depend on any strategy: the defaults', and the best one with every
 hyperparameter equal (a fixed 1-D grid; the m = 1 problem, reachable at every m). The figure's
-target is a fraction of the gain of the second over the first.
+target is a fraction of the gain of the second over the first. A task of one kind on several
+data sets (`tabulardecay`) adds a `series` (the data set's name), so that the figure's axes never
+mix data sets.
 """
 
 from __future__ import annotations
