@@ -22,6 +22,12 @@
 #   make bench-compare  engine benchmarks compared with the latest saved run of the same T; fails
 #                       when a median is more than 25 % slower. The first run, with nothing
 #                       saved, saves the baseline instead (every `make bench-engine` saves too).
+#   make bench-gpu      engine benchmarks on the GPU (HOBENCH_BENCH_DEVICE=cuda): every timed call
+#                       waits for the GPU, extra peak memory is the CUDA allocator's over what was
+#                       allocated before the case; summary in results/engine-bench-cuda.json,
+#                       timings saved as engine-cuda-T500. Then suites/smoke.toml with --device
+#                       cuda into results/local/smoke-cuda (cuda_peak_mb in every record) and its
+#                       report. Without a GPU it stops at once with one line. Not yet run on a GPU.
 #   make clean          caches and build outputs (keeps .venv and the .benchmarks baselines)
 #   make distclean      clean, and remove .venv too
 
@@ -39,7 +45,7 @@ BENCH_NAME := engine-T$(HOBENCH_BENCH_T)
 BENCH_FLAGS := benchmarks --benchmark-storage=$(BENCH_STORAGE) --benchmark-sort=name \
 	--benchmark-columns=min,median,max,rounds --benchmark-group-by=group --benchmark-name=short
 
-.PHONY: install test lint bench bench-engine bench-suite bench-compare clean distclean
+.PHONY: install test lint bench bench-engine bench-suite bench-compare bench-gpu clean distclean
 
 install: $(STAMP)
 
@@ -89,6 +95,18 @@ bench-compare: install
 		echo "no saved $(BENCH_NAME) run in $(BENCH_STORAGE)/: this run saves the baseline"; \
 		$(PY) -m pytest $(BENCH_FLAGS) --benchmark-save=$(BENCH_NAME); \
 	fi
+
+# The engine half checks for the GPU first (benchmarks/conftest.py), so no GPU means one line.
+# Its own saved name and summary file: bench-compare and the committed CPU figures never see it.
+GPU_T_SUFFIX := $(if $(filter 500,$(HOBENCH_BENCH_T)),,-T$(HOBENCH_BENCH_T))
+GPU_SUMMARY := results/engine-bench-cuda$(GPU_T_SUFFIX).json
+bench-gpu: install
+	HOBENCH_BENCH_DEVICE=cuda $(PY) -m pytest $(BENCH_FLAGS) \
+		--benchmark-save=engine-cuda-T$(HOBENCH_BENCH_T)
+	$(VENV)/bin/hobench run suites/smoke.toml --device cuda --jobs 1 \
+		--results-dir results/local/smoke-cuda
+	$(VENV)/bin/hobench report results/local/smoke-cuda --engine $(GPU_SUMMARY)
+	@echo "report: $(CURDIR)/results/local/smoke-cuda/report/index.html"
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -3,7 +3,9 @@
 The tests in test_engine.py record into one session-wide `EngineResults`; at the end of the run
 `pytest_terminal_summary` prints a table (case, median seconds, ratio to plain, extra peak MB), the
 target lines with PASS/MISS, and writes the same summary as JSON under results/ so the README
-figures can be regenerated from it.
+figures can be regenerated from it. On a GPU (HOBENCH_BENCH_DEVICE=cuda) the summary records the
+GPU and goes to its own file, results/engine-bench-cuda.json, beside the CPU one; without the
+GPU the session stops at its start with one line.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks.engine_cases import RTHO_DELTA, C, D, N
+from benchmarks.bench_device import device_meta, device_problem
+from benchmarks.engine_cases import DEVICE, RTHO_DELTA, C, D, N
 
 # The issues' targets (ratios measured in one run on one machine).
 REVERSE_TIME_MAX = 1.0  # Reverse-HG wall time / torchopt's
@@ -235,6 +238,7 @@ class EngineResults:
                     "noisy": bool(lo and hi / lo > NOISY_SPREAD),
                     "ratio_to_plain": t / self.time_s[plain] if t and plain else None,
                     "extra_peak_mb": mb,
+                    "cuda_peak_mb": self.memory.get(case, {}).get("cuda_peak_mb"),
                     "skipped": self.skipped.get(case),
                 }
             )
@@ -272,6 +276,8 @@ LOAD_AT_START: tuple[float, float, float] | None = None
 
 def pytest_sessionstart(session) -> None:
     global LOAD_AT_START
+    if problem := device_problem(DEVICE):  # one line (pytest: "ERROR: ...", exit 4), no tracebacks
+        raise pytest.UsageError(problem)
     LOAD_AT_START = _loadavg()
 
 
@@ -306,7 +312,7 @@ def _meta(steps: int | None) -> dict[str, Any]:
         "shape": f"hyper-cleaning: {N} examples × {D} features × {C} classes, full-batch GD, "
         "float32",
         "steps": steps,
-        "device": "cpu",
+        **device_meta(DEVICE),
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
@@ -340,12 +346,18 @@ def _load(avg: tuple[float, float, float] | None) -> str:
 
 def _table(summary: dict[str, Any]) -> list[str]:
     meta = summary["meta"]
+    where = f"CPU ({meta['processor']})"
+    if meta.get("gpu"):
+        where = (
+            f"{meta['device']} ({meta['gpu']}, CUDA {meta['cuda']}; host CPU {meta['processor']})"
+        )
     lines = [
-        f"{meta['shape']}, T = {meta['steps']}, CPU ({meta['processor']}), "
+        f"{meta['shape']}, T = {meta['steps']}, {where}, "
         f"{meta['torch_threads']} torch threads, torch {meta['versions']['torch']}",
         f"load average (1 min) {_load(meta['loadavg_start'])} before the run, "
         f"{_load(meta['loadavg_end'])} at its end (its own threads included), "
         f"on {meta['cpu_count']} cores",
+        f"extra peak MB: {meta['peak_memory']}",
         "",
         f"{'case':<16} {'median s':>9} {'min s':>8} {'max s':>8} {'× plain':>8} "
         f"{'extra peak MB':>14}",
@@ -398,10 +410,12 @@ def _table(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def results_path(root: Path, steps: int | None) -> Path:
-    """results/engine-bench.json for the default T = 500; other T get their own file, so a quick
-    run never overwrites the figures the README quotes."""
-    name = "engine-bench.json" if steps == 500 else f"engine-bench-T{steps}.json"
+def results_path(root: Path, steps: int | None, device: str = "cpu") -> Path:
+    """results/engine-bench.json for the default T = 500 on the CPU; other T and a GPU get their
+    own file (engine-bench-T50.json, engine-bench-cuda.json, engine-bench-cuda-T50.json), so a
+    quick run or a GPU run never overwrites the figures the README quotes."""
+    stem = "engine-bench" if device == "cpu" else "engine-bench-cuda"
+    name = f"{stem}.json" if steps == 500 else f"{stem}-T{steps}.json"
     return root / "results" / name
 
 
@@ -435,7 +449,7 @@ def report_engine_results(terminalreporter, config) -> None:
     terminalreporter.write_sep("=", "engine benchmark summary")
     for line in _table(summary):
         terminalreporter.write_line(line)
-    path = results_path(config.rootpath, results.steps)
+    path = results_path(config.rootpath, results.steps, DEVICE)
     if summary["complete"]:
         write_json_atomically(path, summary)
         terminalreporter.write_line(f"\nsummary written to {path.relative_to(config.rootpath)}")

@@ -1,8 +1,11 @@
 """The engine benchmark cases on the hyper-cleaning shape.
 
-5000 examples × 784 features × 10 classes, softmax regression, full-batch, T steps, float32, CPU.
-Each case is a zero-argument callable doing the whole job once, built by `build(name)`; the
-timing benchmarks and the peak-memory subprocesses both use these, so they measure the same work.
+5000 examples × 784 features × 10 classes, softmax regression, full-batch, T steps, float32, on
+the CPU, or on a GPU with HOBENCH_BENCH_DEVICE=cuda (bench_device.py): the data, the parameters
+and the peers' models all live on the data's device. Each case is a zero-argument callable doing
+the whole job once, built by `build(name)`, which on a GPU waits for the device before returning;
+the timing benchmarks and the peak-memory subprocesses both use these, so they measure the same
+work.
 
 Our hypergradients run the engine's compiled path (`compile=True`; HOBENCH_COMPILE=0 forces
 eager, and the summary says which ran); the `-eager` cases run the same work on the eager path,
@@ -19,6 +22,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from benchmarks.bench_device import requested_device, synced
 from hobench.hypergrad import Dynamics, ForwardState, forward, gd, momentum, reverse
 
 N, D, C = 5000, 784, 10
@@ -29,6 +33,8 @@ STEPS = int(os.environ.get("HOBENCH_BENCH_T", "500"))
 if os.environ.get("HOBENCH_BENCH_THREADS"):
     torch.set_num_threads(int(os.environ["HOBENCH_BENCH_THREADS"]))
 LR = 0.1
+# Where the cases run; conftest.py stops the session with one line if it is not there.
+DEVICE = requested_device()
 
 # RTHO's hyper-step interval (the rtho strategy's default Δ).
 RTHO_DELTA = 10
@@ -40,15 +46,21 @@ PEERS = ["torchopt", "higher"]
 CASES = PLAIN + HYPERGRADIENTS + EAGER + PEERS
 
 
-def make_data(seed: int = 0) -> dict[str, torch.Tensor]:
+def make_data(seed: int = 0, device: str | torch.device = DEVICE) -> dict[str, torch.Tensor]:
+    """Drawn on the CPU, then moved: every device gets the same numbers."""
     g = torch.Generator().manual_seed(seed)
-    return {
+    data = {
         "X": torch.rand(N, D, generator=g),
         "y": torch.randint(0, C, (N,), generator=g),
         "Xv": torch.rand(N, D, generator=g),
         "yv": torch.randint(0, C, (N,), generator=g),
         "lam": torch.rand(N, generator=g),
     }
+    return {k: v.to(device) for k, v in data.items()}
+
+
+def device_of(data: dict[str, torch.Tensor]) -> torch.device:
+    return data["X"].device
 
 
 def weighted_ce(params, lam, X, y):
@@ -56,15 +68,15 @@ def weighted_ce(params, lam, X, y):
     return (lam * F.cross_entropy(F.linear(X, W, b), y, reduction="none")).mean()
 
 
-def fresh_params():
-    return torch.zeros(C, D), torch.zeros(C)
+def fresh_params(device: str | torch.device):
+    return torch.zeros(C, D, device=device), torch.zeros(C, device=device)
 
 
 def plain_autograd(data, T: int) -> Callable[[], object]:
     """The usual PyTorch loop: autograd gradient, in-place update."""
 
     def run():
-        W, b = (p.requires_grad_() for p in fresh_params())
+        W, b = (p.requires_grad_() for p in fresh_params(device_of(data)))
         for _ in range(T):
             gW, gb = torch.autograd.grad(
                 weighted_ce((W, b), data["lam"], data["X"], data["y"]), (W, b)
@@ -83,7 +95,7 @@ def plain_analytic(data, T: int) -> Callable[[], object]:
     Y = F.one_hot(data["y"], C).to(X.dtype)
 
     def run():
-        W, b = fresh_params()
+        W, b = fresh_params(device_of(data))
         for _ in range(T):
             G = (torch.softmax(F.linear(X, W, b), dim=1) - Y) * (lam / N)[:, None]
             W -= LR * (G.T @ X)
@@ -111,7 +123,7 @@ def ours_reverse(data, T: int, compile: bool = True) -> Callable[[], torch.Tenso
     def run():
         hp = {"lam": data["lam"]}
         batch = (data["X"], data["y"])
-        s0 = CLEANING.init(fresh_params(), hp)
+        s0 = CLEANING.init(fresh_params(device_of(data)), hp)
         return reverse(CLEANING, s0, hp, T, lambda t: batch, outer, compile=compile).grad["lam"]
 
     return run
@@ -123,7 +135,7 @@ def _momentum_dynamics(m: int) -> Dynamics:
     def loss(p, hp, batch):
         W, _ = p
         X, y, lam = batch
-        decay = hp.get("decay", torch.full((groups,), 1e-3))
+        decay = hp.get("decay", torch.full((groups,), 1e-3, device=W.device))
         per_group = (W.reshape(C, groups, D // groups) ** 2).sum((0, 2))
         return weighted_ce(p, lam, X, y) + 0.5 * (decay * per_group).sum()
 
@@ -138,9 +150,13 @@ def forward_problem(data, m: int) -> tuple[Dynamics, dict[str, torch.Tensor], Ca
     group of input features (m = 3: one group, m = 10: eight groups of 98 features).
     Returns (dynamics, hp, outer, batch); the forward cases time it, the correctness test also
     runs Reverse-HG on it."""
-    hp = {"lr": torch.tensor(LR)}
+    device = device_of(data)
+    hp = {"lr": torch.tensor(LR, device=device)}
     if m > 1:
-        hp |= {"momentum": torch.tensor(0.5), "decay": torch.full((max(m - 2, 1),), 1e-3)}
+        hp |= {
+            "momentum": torch.tensor(0.5, device=device),
+            "decay": torch.full((max(m - 2, 1),), 1e-3, device=device),
+        }
     return MOMENTUM[m], hp, validation_loss(data), (data["X"], data["y"], data["lam"])
 
 
@@ -149,7 +165,7 @@ def ours_forward(data, T: int, m: int, compile: bool = True) -> Callable[[], dic
     dyn, hp, outer, batch = forward_problem(data, m)
 
     def run():
-        s0 = dyn.init(fresh_params(), hp)
+        s0 = dyn.init(fresh_params(device_of(data)), hp)
         return forward(dyn, s0, hp, T, lambda t: batch, outer, compile=compile).grad
 
     return run
@@ -162,7 +178,7 @@ def ours_rtho(data, T: int, m: int, compile: bool = True) -> Callable[[], dict]:
     dyn, hp, outer, batch = forward_problem(data, m)
 
     def run():
-        online = ForwardState(dyn, dyn.init(fresh_params(), hp), hp, compile=compile)
+        online = ForwardState(dyn, dyn.init(fresh_params(device_of(data)), hp), hp, compile=compile)
         grads = []
         for t in range(1, T + 1):
             online.advance(batch)
@@ -173,8 +189,8 @@ def ours_rtho(data, T: int, m: int, compile: bool = True) -> Callable[[], dict]:
     return run
 
 
-def _linear_model() -> torch.nn.Linear:
-    net = torch.nn.Linear(D, C)
+def _linear_model(device: torch.device) -> torch.nn.Linear:
+    net = torch.nn.Linear(D, C, device=device)
     with torch.no_grad():
         net.weight.zero_()
         net.bias.zero_()
@@ -187,7 +203,7 @@ def peer_torchopt(data, T: int) -> Callable[[], torch.Tensor]:
 
     def run():
         lam = data["lam"].clone().requires_grad_()
-        net = _linear_model()
+        net = _linear_model(device_of(data))
         opt = torchopt.MetaSGD(net, lr=LR)
         for _ in range(T):
             opt.step(weighted_ce((net.weight, net.bias), lam, data["X"], data["y"]))
@@ -203,7 +219,7 @@ def peer_higher(data, T: int) -> Callable[[], torch.Tensor]:
 
     def run():
         lam = data["lam"].clone().requires_grad_()
-        net = _linear_model()
+        net = _linear_model(device_of(data))
         opt = torch.optim.SGD(net.parameters(), lr=LR)
         with higher.innerloop_ctx(net, opt, copy_initial_weights=True) as (fnet, diffopt):
             for _ in range(T):
@@ -226,7 +242,8 @@ def peer_available(name: str) -> str | None:
 
 
 def build(name: str, data: dict[str, torch.Tensor], steps: int = STEPS) -> Callable[[], object]:
-    """The case `name` doing `steps` training steps (T) on `data`."""
+    """The case `name` doing `steps` training steps (T) on `data`, on the data's device (waiting
+    for it before returning, on a GPU)."""
     builders = {
         "plain-autograd": plain_autograd,
         "plain-analytic": plain_analytic,
@@ -241,4 +258,4 @@ def build(name: str, data: dict[str, torch.Tensor], steps: int = STEPS) -> Calla
         "torchopt": peer_torchopt,
         "higher": peer_higher,
     }
-    return builders[name](data, steps)
+    return synced(builders[name](data, steps), device_of(data))

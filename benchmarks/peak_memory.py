@@ -5,7 +5,13 @@ case's extra peak is its peak RSS while it runs minus the RSS just before it sta
 call with T = 1 comes first, so one-time library initialisation (lazy imports, functorch's
 decomposition tables) is not charged to the case; it is the same for every case.
 Usage: python -m benchmarks.peak_memory CASE  → one JSON line: case, base_mb, peak_mb, extra_mb,
-method.
+method, and cuda_peak_mb (None on CPU).
+
+On a GPU (HOBENCH_BENCH_DEVICE=cuda) the case's memory is the GPU's, not the process's RSS: the
+CUDA caching allocator's peak (`torch.cuda.max_memory_allocated`, reset right before the case)
+minus what was allocated just before it (the data, the warm-up's leftovers). It counts live
+tensors, not the allocator's cached blocks nor the CUDA context, so it needs none of the RSS
+details below.
 
 Two details keep the number honest:
 - On Linux the peak is the kernel's VmHWM, reset (`echo 5 > /proc/self/clear_refs`) right before
@@ -30,7 +36,10 @@ import resource
 import sys
 from pathlib import Path
 
-from benchmarks.engine_cases import build, make_data
+import torch
+
+from benchmarks.bench_device import is_cuda
+from benchmarks.engine_cases import DEVICE, build, make_data
 
 M_MMAP_THRESHOLD = -3  # mallopt parameter number, from glibc's malloc.h
 PROC_STATUS = Path("/proc/self/status")
@@ -66,7 +75,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def measure(run) -> dict[str, float | str]:
+def measure(run) -> dict[str, float | str | None]:
     """Run `run()` once; the RSS before, the peak RSS during, and their difference, in MB."""
     gc.collect()
     if reset_peak():
@@ -77,7 +86,32 @@ def measure(run) -> dict[str, float | str]:
         base = peak_rss_mb()
         run()
         peak, method = peak_rss_mb(), "ru_maxrss"
-    return {"base_mb": base, "peak_mb": peak, "extra_mb": max(peak - base, 0.0), "method": method}
+    extra = max(peak - base, 0.0)
+    return {
+        "base_mb": base,
+        "peak_mb": peak,
+        "extra_mb": extra,
+        "method": method,
+        "cuda_peak_mb": None,
+    }
+
+
+def measure_cuda(run, device: str) -> dict[str, float | str | None]:
+    """Run `run()` once (it waits for the GPU before returning); the GPU memory allocated before,
+    the allocator's peak during, and their difference, in MB."""
+    gc.collect()
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device) / 2**20
+    torch.cuda.reset_peak_memory_stats(device)
+    run()
+    peak = torch.cuda.max_memory_allocated(device) / 2**20
+    return {
+        "base_mb": base,
+        "peak_mb": peak,
+        "extra_mb": max(peak - base, 0.0),
+        "method": "torch.cuda.max_memory_allocated, reset before the case",
+        "cuda_peak_mb": peak,
+    }
 
 
 def main(case: str) -> None:
@@ -85,7 +119,8 @@ def main(case: str) -> None:
     data = make_data()
     build(case, data, steps=1)()
     run = build(case, data)
-    print(json.dumps({"case": case, **measure(run)}))
+    measured = measure_cuda(run, DEVICE) if is_cuda(DEVICE) else measure(run)
+    print(json.dumps({"case": case, "device": DEVICE, **measured}))
 
 
 if __name__ == "__main__":

@@ -42,14 +42,22 @@ def engine_table(path: Path) -> Table:
         for case in cases
         if not case.get("skipped")
     ]
+    # A GPU run (make bench-gpu) measures the CUDA allocator's memory, a CPU run the process's.
+    gpu = meta.get("gpu")
+    device = f"{meta.get('device', '?')}" + (f" ({gpu})" if gpu else "")
+    memory = (
+        "the GPU memory a case allocates at its peak over what was allocated before it"
+        if gpu
+        else "the peak RSS a case adds over the process before it"
+    )
     caption = (
         f"Engine benchmarks ({path.name}, commit {meta.get('git_commit', '?')}, "
         f"{meta.get('date', '?')}): {meta.get('shape', '?')}, T = {meta.get('steps', '?')} "
-        f"steps, {meta.get('device', '?')}, torch {meta.get('versions', {}).get('torch', '?')}, "
+        f"steps, {device}, torch {meta.get('versions', {}).get('torch', '?')}, "
         f"{meta.get('torch_threads', '?')} threads. Median of rounds; × plain: over plain "
-        f"training ({summary.get('plain', '?')}); extra peak memory: the peak RSS a case adds "
-        "over the process before it, so Reverse-HG's stored trajectory and the peers' (torchopt, "
-        "higher) autograd graphs show. Regenerate with `make bench-engine`."
+        f"training ({summary.get('plain', '?')}); extra peak memory: {memory}, so Reverse-HG's "
+        "stored trajectory and the peers' (torchopt, higher) autograd graphs show. Regenerate "
+        f"with `make {'bench-gpu' if gpu else 'bench-engine'}`."
     )
     data = pd.DataFrame(cases).set_index("case")
     title = "Engine: hypergradient time and extra memory"
