@@ -22,6 +22,10 @@
 #   make bench-compare  engine benchmarks compared with the latest saved run of the same T; fails
 #                       when a median is more than 25 % slower. The first run, with nothing
 #                       saved, saves the baseline instead (every `make bench-engine` saves too).
+#   make bench-population  configurations evaluated per second by population training (k
+#                       configurations as one vmapped run; random, qmc and grid's `population`)
+#                       at k = 1, 8, 32 on the default suite's tasks, one thread and the
+#                       default threads: a table, and results/population-bench.json
 #   make clean          caches and build outputs (keeps .venv and the .benchmarks baselines)
 #   make distclean      clean, and remove .venv too
 
@@ -39,7 +43,8 @@ BENCH_NAME := engine-T$(HOBENCH_BENCH_T)
 BENCH_FLAGS := benchmarks --benchmark-storage=$(BENCH_STORAGE) --benchmark-sort=name \
 	--benchmark-columns=min,median,max,rounds --benchmark-group-by=group --benchmark-name=short
 
-.PHONY: install test lint bench bench-engine bench-suite bench-compare clean distclean
+.PHONY: install test lint bench bench-engine bench-suite bench-compare bench-population clean \
+	distclean
 
 install: $(STAMP)
 
@@ -89,6 +94,9 @@ bench-compare: install
 		echo "no saved $(BENCH_NAME) run in $(BENCH_STORAGE)/: this run saves the baseline"; \
 		$(PY) -m pytest $(BENCH_FLAGS) --benchmark-save=$(BENCH_NAME); \
 	fi
+
+bench-population: install
+	$(PY) -m benchmarks.population --out results/population-bench.json
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -207,7 +207,9 @@ def test_population_one_is_todays_loop_bit_for_bit(strategy, monkeypatch):
     today, today_budget = run(task, strategy, {"cost": 7.5})
     calls = []
     monkeypatch.setattr(type(task), "evaluate_population", lambda self, c: calls.append(c))
-    explicit, budget = run(TASKS.create("ridge", seed=0, **RIDGE), strategy, {"cost": 7.5})
+    explicit, budget = run(
+        TASKS.create("ridge", seed=0, **RIDGE), strategy, {"cost": 7.5}, population=1
+    )
     assert not calls  # k = 1 evaluates one configuration at a time, with `evaluate`
     assert strip(explicit.points) == strip(today.points) and explicit.final == today.final
     assert budget.flops_used == today_budget.flops_used and budget.units == today_budget.units
