@@ -28,6 +28,10 @@
 #                       timings saved as engine-cuda-T500. Then suites/smoke.toml with --device
 #                       cuda into results/local/smoke-cuda (cuda_peak_mb in every record) and its
 #                       report. Without a GPU it stops at once with one line. Not yet run on a GPU.
+#   make bench-population  configurations evaluated per second by population training (k
+#                       configurations as one vmapped run; random, qmc and grid's `population`)
+#                       at k = 1, 8, 32 on the default suite's tasks, one thread and the
+#                       default threads: a table, and results/population-bench.json
 #   make clean          caches and build outputs (keeps .venv and the .benchmarks baselines)
 #   make distclean      clean, and remove .venv too
 
@@ -45,7 +49,8 @@ BENCH_NAME := engine-T$(HOBENCH_BENCH_T)
 BENCH_FLAGS := benchmarks --benchmark-storage=$(BENCH_STORAGE) --benchmark-sort=name \
 	--benchmark-columns=min,median,max,rounds --benchmark-group-by=group --benchmark-name=short
 
-.PHONY: install test lint bench bench-engine bench-suite bench-compare bench-gpu clean distclean
+.PHONY: install test lint bench bench-engine bench-suite bench-compare bench-gpu \
+	bench-population clean distclean
 
 install: $(STAMP)
 
@@ -107,6 +112,9 @@ bench-gpu: install
 		--results-dir results/local/smoke-cuda
 	$(VENV)/bin/hobench report results/local/smoke-cuda --engine $(GPU_SUMMARY)
 	@echo "report: $(CURDIR)/results/local/smoke-cuda/report/index.html"
+
+bench-population: install
+	$(PY) -m benchmarks.population --out results/population-bench.json
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -41,6 +41,7 @@ class Budget:
     _stopped_at: float | None = field(default=None, repr=False)
     _paused_s: float = field(default=0.0, repr=False)
     _last_spend_at: float = field(default=0.0, repr=False)
+    _batch_left: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         if self.cost is None and self.seconds is None and self.steps is None:
@@ -100,25 +101,35 @@ class Budget:
         """Work spent so far in plain-training equivalents (None before the budget is priced)."""
         return None if self.plain_run_flops is None else self.flops_used / self.plain_run_flops
 
-    def fits(self, flops: int, steps: int = 0) -> bool:
+    def fits(self, flops: int, steps: int = 0, units: int = 1) -> bool:
         """Whether a unit of `flops` and `steps` inner steps may start now: within the cost and
         step limits, and — under a seconds limit — not predicted (from the duration of the last
-        unit) to end past it."""
+        unit) to end past it. `units` > 1: a batch of that many units run together (a
+        population), `flops` and `steps` its total, predicted to take `units` times the last
+        unit's seconds (a batch's seconds are shared among its units, see `spend`)."""
         if self.cost is not None and self.flops_used + flops > self._flop_limit():
             return False
         if self.steps is not None and self.steps_used + steps > self.steps:
             return False
         if self.seconds is not None:
-            predicted = self.unit_seconds[-1] if self.unit_seconds else 0.0
+            predicted = units * self.unit_seconds[-1] if self.unit_seconds else 0.0
             if self.elapsed + predicted > self.seconds:
                 return False
         return True
 
-    def spend(self, flops: int, steps: int = 0) -> None:
-        """Record one finished unit of `flops` FLOPs and `steps` applications of Φ."""
-        now = self.elapsed
-        self.unit_seconds.append(now - self._last_spend_at)
-        self._last_spend_at = now
+    def spend(self, flops: int, steps: int = 0, batch: int = 1) -> None:
+        """Record one finished unit of `flops` FLOPs and `steps` applications of Φ. `batch` > 1:
+        the unit ran together with batch − 1 others (a population trained as one computation),
+        and `spend` is called for each of them right after the batch, each with its own FLOPs
+        and steps; the batch's seconds are shared equally, so `unit_seconds` stays per unit."""
+        if self._batch_left:  # a later unit of a batch its first `spend` timed
+            self._batch_left -= 1
+            self.unit_seconds.append(self.unit_seconds[-1])
+        else:
+            now = self.elapsed
+            self.unit_seconds.append((now - self._last_spend_at) / batch)
+            self._last_spend_at = now
+            self._batch_left = batch - 1
         self.flops_used += int(flops)
         self.steps_used += int(steps)
         self.units += 1

@@ -25,6 +25,8 @@ from hobench.tasks.base import Evaluation, HyperParam, Task
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 UNSIZED_POINTS_PER_DIM = 5  # grid size when only a clock limits the search
+# Configurations trained together as one vmapped computation (random, QMC and grid).
+POPULATION = Interval(1, integer=True, meaning="configurations trained together")
 
 
 def grid_values(param: HyperParam, k: int) -> list[float]:
@@ -54,7 +56,14 @@ class OptunaStrategy(Strategy):
     One unit is one evaluation: train T steps from s_0, score on the validation set. Its FLOPs
     are counted once per task; a task's one-off cost for the black-box family (hyper-cleaning's
     scoring model) is charged to the first evaluation.
+
+    Samplers that propose configurations independently (random, QMC, grid) take `population`
+    = k: ask k trials, train them together as one vmapped computation
+    (`Task.evaluate_population`), tell each and charge each its own evaluation. They propose
+    the same configurations in the same order for every k; k = 1 is one at a time.
     """
+
+    population: int = 1
 
     def make_sampler(self, space, budget, task, seed: int) -> optuna.samplers.BaseSampler:
         raise NotImplementedError
@@ -76,27 +85,33 @@ class OptunaStrategy(Strategy):
         seed = int(rng.integers(2**31 - 1))
         study = optuna.create_study(sampler=self.make_sampler(space, budget, task, seed))
         planned = self.suggestions(space, rng)
-        while budget.fits(setup + unit, steps):
+        while size := _batch_that_fits(budget, setup, unit, steps, self.population):
             if planned is not None:
-                config = next(planned, None)
-                if config is None:
+                configs = list(itertools.islice(planned, size))
+                if not configs:
                     break
-                study.enqueue_trial(config)
-            trial = study.ask(distributions)
-            evaluation = _safe_evaluate(task, trial.params)
-            budget.spend(setup + unit, steps)
-            setup = 0
-            if evaluation.failed:
-                study.tell(trial, state=TrialState.FAIL)
+                size = len(configs)
+                for config in configs:
+                    study.enqueue_trial(config)
+            trials = [study.ask(distributions) for _ in range(size)]
+            if size == 1:
+                evaluations = [_safe_evaluate(task, trials[0].params)]
             else:
-                study.tell(trial, evaluation.val_loss)
-            recorder.point(
-                trial.params,
-                evaluation.val_loss,
-                evaluation.val_acc,
-                evaluation.test_acc,
-                failed=evaluation.failed,
-            )
+                evaluations = task.evaluate_population([trial.params for trial in trials])
+            for trial, evaluation in zip(trials, evaluations, strict=True):
+                budget.spend(setup + unit, steps, batch=size)
+                setup = 0
+                if evaluation.failed:
+                    study.tell(trial, state=TrialState.FAIL)
+                else:
+                    study.tell(trial, evaluation.val_loss)
+                recorder.point(
+                    trial.params,
+                    evaluation.val_loss,
+                    evaluation.val_acc,
+                    evaluation.test_acc,
+                    failed=evaluation.failed,
+                )
         budget.stop()
         completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
         if not completed:
@@ -110,6 +125,17 @@ class OptunaStrategy(Strategy):
             task.steps_per_evaluation(),
             "evaluation",
         )
+
+
+def _batch_that_fits(budget: Budget, setup: int, unit: int, steps: int, population: int) -> int:
+    """The most evaluations, up to `population`, that may start now as one batch: each is
+    charged its own cost (the one-off setup to the first), so near the end of a cost or step
+    budget the last batch is smaller; under a seconds budget it is predicted from the last
+    batch. 0: not even one fits."""
+    for size in range(population, 0, -1):
+        if budget.fits(setup + size * unit, size * steps, units=size):
+            return size
+    return 0
 
 
 def _affordable(budget: Budget, setup: int, unit: int, steps: int) -> int | None:
@@ -135,8 +161,10 @@ class RandomSearch(OptunaStrategy):
     """Optuna's RandomSampler; where the task states its own random-search distributions (the
     paper's ρ ~ U(0,4), η ~ Exp(0.1), μ ~ U(0,1) for auxtarget), those are used instead."""
 
-    def __init__(self, use_task_prior: bool = True) -> None:
-        self.use_task_prior = use_task_prior
+    domains = {"population": POPULATION}
+
+    def __init__(self, use_task_prior: bool = True, population: int = 1) -> None:
+        self.use_task_prior, self.population = use_task_prior, population
 
     def make_sampler(self, space, budget, task, seed):
         self._prior = getattr(task, "random_search_prior", None) if self.use_task_prior else None
@@ -187,6 +215,11 @@ class QuasiMonteCarlo(OptunaStrategy):
     """Optuna's quasi-Monte Carlo sampler: a scrambled Sobol sequence, which covers the space
     more evenly than random search for the same number of evaluations."""
 
+    domains = {"population": POPULATION}
+
+    def __init__(self, population: int = 1) -> None:
+        self.population = population
+
     def make_sampler(self, space, budget, task, seed):
         return optuna.samplers.QMCSampler(seed=seed, scramble=True)
 
@@ -224,10 +257,13 @@ class GridSearch(OptunaStrategy):
     study: Optuna's GridSampler stops its study from inside `tell`, which only works under
     `optimize`."""
 
-    domains = {"points_per_dim": Interval(0, integer=True, meaning="0 sizes it by the budget")}
+    domains = {
+        "points_per_dim": Interval(0, integer=True, meaning="0 sizes it by the budget"),
+        "population": POPULATION,
+    }
 
-    def __init__(self, points_per_dim: int = 0) -> None:
-        self.points_per_dim = points_per_dim
+    def __init__(self, points_per_dim: int = 0, population: int = 1) -> None:
+        self.points_per_dim, self.population = points_per_dim, population
 
     def make_sampler(self, space, budget, task, seed):
         return optuna.samplers.RandomSampler(seed=seed)

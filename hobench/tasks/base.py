@@ -149,6 +149,14 @@ class Task:
         """Train from scratch with `config`; report validation and test metrics."""
         return next(self.evaluations(config, [self.steps_per_evaluation()]))[1]
 
+    def evaluate_population(self, configs: Sequence[dict[str, float]]) -> list[Evaluation]:
+        """`[self.evaluate(c) for c in configs]`, the runs trained together as one vmapped
+        computation where the task describes a `Training` (hobench.tasks.population): equal to
+        rounding, and a diverging configuration fails alone."""
+        from hobench.tasks.population import evaluate_population
+
+        return evaluate_population(self, configs)
+
     def evaluations(
         self, config: dict[str, float], at: Sequence[int]
     ) -> Iterator[tuple[int, Evaluation]]:
