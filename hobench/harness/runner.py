@@ -349,7 +349,8 @@ def _interrupts_deferred() -> Iterator[None]:
         yield
     finally:
         for signum, handler in zip(signals, previous, strict=True):
-            signal.signal(signum, handler)
+            # None: a handler set outside Python, which cannot be put back; the default then.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
     if caught:
         raise KeyboardInterrupt
 
