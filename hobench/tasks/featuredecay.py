@@ -47,7 +47,7 @@ from hobench.tasks.common import (
     generator,
     resolve_dtype,
 )
-from hobench.tasks.knob import log_grid, single_value_references, state_mb
+from hobench.tasks.knob import crossover_record, log_scale_space
 
 MOMENTUM = 0.9  # heavy ball, fixed: T steps reach ~10x further along the flat directions
 
@@ -211,31 +211,21 @@ class FeatureDecay(Task):
         def single(l2: float) -> float:
             return float(self._outer(self._train(self._log_l2([l2] * self.groups)), None))
 
-        grid = log_grid(self.l2_low, self.l2_high)
-        references = single_value_references(self._reference_key, single, self.l2_default, grid)
-        return {
-            "m": self.groups,
-            "T": self.steps,
-            "state_mb": state_mb(self._params0()),
-            **references,
-        }
+        bounds = (self.l2_low, self.l2_high)
+        return crossover_record(
+            self._reference_key, single, self.l2_default, bounds, self.groups, self.steps,
+            self._params0(),
+        )  # fmt: skip
 
     # --- the task interface ------------------------------------------------------------------
     def prepare(self) -> None:
         self.crossover()  # the references, off the budget and the clock
 
     def space(self) -> list[HyperParam]:
-        return [
-            HyperParam(
-                f"l2_{g}",
-                self.l2_low,
-                self.l2_high,
-                default=self.l2_default,
-                log=True,
-                doc=f"L2 weight of feature band {g}",
-            )
-            for g in range(self.groups)
-        ]
+        bounds = (self.l2_low, self.l2_high)
+        return log_scale_space(
+            "l2", self.groups, bounds, self.l2_default, "L2 weight of feature band {}"
+        )
 
     def steps_per_evaluation(self) -> int:
         return self.steps

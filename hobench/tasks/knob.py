@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from hobench.harness.shared import computed_once
+from hobench.tasks.base import HyperParam
 
 SINGLE_GRID_POINTS = 25  # the 1-D grid of the "every hyperparameter equal" reference
 
@@ -55,3 +56,30 @@ def state_mb(params: Any) -> float:
     """MB of one training state (the weights, for plain gradient descent)."""
     leaves = torch.utils._pytree.tree_leaves(params)
     return sum(x.numel() * x.element_size() for x in leaves) / 2**20
+
+
+def crossover_record(
+    key: dict[str, Any],
+    val_loss: Callable[[float], float],
+    default: float,
+    bounds: tuple[float, float],
+    m: int,
+    steps: int,
+    params0: Any,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A knob task's `crossover` record: `extra` (e.g. the data set's name), m, T, one state's
+    size and the single-value references over the log grid of `bounds`."""
+    references = single_value_references(key, val_loss, default, log_grid(*bounds))
+    return {**extra, "m": m, "T": steps, "state_mb": state_mb(params0), **references}
+
+
+def log_scale_space(
+    prefix: str, count: int, bounds: tuple[float, float], default: float, doc: str
+) -> list[HyperParam]:
+    """`count` hyperparameters `{prefix}_{i}` on a log scale; `doc` is formatted with i."""
+    low, high = bounds
+    return [
+        HyperParam(f"{prefix}_{i}", low, high, default=default, log=True, doc=doc.format(i))
+        for i in range(count)
+    ]

@@ -45,7 +45,7 @@ from hobench.tasks.common import (
     generator,
     resolve_dtype,
 )
-from hobench.tasks.knob import log_grid, single_value_references, state_mb
+from hobench.tasks.knob import crossover_record, log_scale_space
 
 CLASSES = 10
 DIGITS = 1797  # scikit-learn's digits
@@ -198,31 +198,21 @@ class LRSchedule(Task):
                 params = self._train(self._log_lr([lr] * self.pieces))
                 return float(self._outer(params, None))
 
-        grid = log_grid(self.lr_low, self.lr_high)
-        references = single_value_references(self._reference_key, constant, self.lr_default, grid)
-        return {
-            "m": self.pieces,
-            "T": self.steps,
-            "state_mb": state_mb(self._params0()),
-            **references,
-        }
+        bounds = (self.lr_low, self.lr_high)
+        return crossover_record(
+            self._reference_key, constant, self.lr_default, bounds, self.pieces, self.steps,
+            self._params0(),
+        )  # fmt: skip
 
     # --- the task interface ------------------------------------------------------------------
     def prepare(self) -> None:
         self.crossover()  # the references, off the budget and the clock
 
     def space(self) -> list[HyperParam]:
-        return [
-            HyperParam(
-                f"lr_{p}",
-                self.lr_low,
-                self.lr_high,
-                default=self.lr_default,
-                log=True,
-                doc=f"step size of piece {p} of the schedule",
-            )
-            for p in range(self.pieces)
-        ]
+        bounds = (self.lr_low, self.lr_high)
+        return log_scale_space(
+            "lr", self.pieces, bounds, self.lr_default, "step size of piece {} of the schedule"
+        )
 
     def steps_per_evaluation(self) -> int:
         return self.steps
