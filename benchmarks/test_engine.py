@@ -4,11 +4,12 @@ Order matters and is the file's order: first the hypergradients are checked to a
 torchopt's, higher's; forward vs reverse; ours and torchopt's against a float64 reference), then
 every case is timed with pytest-benchmark, then the time targets' cases again in interleaved
 rounds (the targets' ratios are taken within rounds), then each case's extra peak memory is
-measured in a fresh process (two at a time), and Forward-HG's at T/5 vs T. conftest.py
+measured in a fresh process (one at a time), and Forward-HG's at T/5 vs T. conftest.py
 collects it all and prints the summary with the targets. The compiled functions are compiled
 in the first call of each (in the checks, or in a case's warm-up round), which is timed apart:
 the timed rounds never include it. The other cases (plain loops, peers, eager) get no warm-up
 round: nothing in them is compiled, and the median of three rounds absorbs a slow first one.
+The references that no target divides by (the eager cases, higher) are timed once.
 
 Everything runs on HOBENCH_BENCH_DEVICE (default cpu), the checks included: the float64
 reference is computed on the same device. On a GPU every case's callable waits for the device
@@ -23,7 +24,6 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -153,17 +153,19 @@ def test_forward_agrees_with_reverse(m, data, engine_results):
 # --- wall time ---
 
 
-# Rounds per case. The eager cases are references (what compiling buys, in the targets'
-# details) and are timed once: three rounds of them would add two minutes to `make bench`.
+# Rounds per case. The eager cases and higher are references (what compiling buys, in the
+# targets' details; a second peer beside torchopt) and are timed once: three rounds of them would
+# add two minutes to `make bench`.
 ROUNDS = 3
-EAGER_ROUNDS = 1
+REFERENCE_ROUNDS = 1
+REFERENCES = [*EAGER, "higher"]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_time(case, data, benchmark, engine_results):
     skip_missing_peer(case, engine_results)
     benchmark.group = f"engine T={STEPS}"
-    rounds = EAGER_ROUNDS if case in EAGER else ROUNDS
+    rounds = REFERENCE_ROUNDS if case in REFERENCES else ROUNDS
     benchmark.extra_info.update(case=case, steps=STEPS, rounds=rounds)
     run = build(case, data)
     if case in HYPERGRADIENTS:  # the compiled cases' first call compiles: a warm-up, not timed
@@ -200,10 +202,6 @@ def test_time_interleaved(data, engine_results):
 
 # --- peak memory, each in a fresh process ---
 
-# Memory subprocesses at once: a process's peak resident memory is its own whatever runs
-# beside it, so the cases are measured two at a time (the time tests are over by then).
-MEMORY_JOBS = 2
-
 
 def peak_memory(case: str, steps: int) -> dict:
     """`python -m benchmarks.peak_memory CASE` with T = steps; its JSON line, or the failure."""
@@ -224,11 +222,12 @@ def peak_memory(case: str, steps: int) -> dict:
 
 @pytest.fixture(scope="module")
 def peak_memories(engine_results) -> dict[tuple[str, int], dict]:
-    """Every case's peak memory at T, and forward-m10's at T/5, keyed (case, steps)."""
+    """Every case's peak memory at T, and forward-m10's at T/5, keyed (case, steps). One process
+    at a time: two, each with torch's threads, on a 2-core machine took twice as long in all
+    (305 s against ~150 s here) as their threads' spin-waits fought for the cores."""
     runs = [(c, STEPS) for c in CASES if c not in PEERS or peer_available(c) is None]
     runs.append(("forward-m10", max(1, STEPS // 5)))
-    with ThreadPoolExecutor(max_workers=MEMORY_JOBS) as pool:
-        return dict(zip(runs, pool.map(lambda run: peak_memory(*run), runs), strict=True))
+    return {run: peak_memory(*run) for run in runs}
 
 
 def measured_memory(peak_memories, case: str, steps: int) -> dict:
