@@ -94,8 +94,11 @@ def test_rewrites_keep_the_values_and_leave_one_product_per_shared_operand():
 
 def test_switch(monkeypatch):
     monkeypatch.delenv(compiled.ENV, raising=False)
+    monkeypatch.setattr(compiled, "_default", True)  # as in any process but the tests'
     assert compiled.use_compiled(True) and not compiled.use_compiled(False)
-    assert not compiled.use_compiled(None)  # the default is eager
+    assert compiled.use_compiled(None)  # the engine's default is compiled
+    compiled.set_default(False)  # what tests/conftest.py does
+    assert not compiled.use_compiled(None) and compiled.use_compiled(True)
     monkeypatch.setenv(compiled.ENV, "1")
     assert compiled.use_compiled(None) and not compiled.use_compiled(False)
     monkeypatch.setenv(compiled.ENV, "0")

@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -393,3 +394,52 @@ def test_compile_parameter_reaches_the_engine(strategy, monkeypatch):
     run(task, strategy, {"steps": 20}, compile=True)
     assert asked and all(asked)
     assert STRATEGIES.create(strategy).compile is False
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    ["random", "reverse-hg", "forward-hg", "rtho", "rtho-nt", "truncated-hg", "truncated-online",
+     "ift-cg", "ift-neumann"],
+)  # fmt: skip
+def test_a_cell_compiles_nothing_unless_its_strategy_asks(strategy, monkeypatch):
+    """The engine's default is its compiled path, but a suite's cell (the search, the tasks'
+    training, the final protocol) runs eager unless its strategy says `compile = true`: a cell
+    is a fresh process, shorter than a compile, and the committed results are eager's bits."""
+    from hobench.harness.cell import run_cell
+    from hobench.harness.suite import Cell
+    from hobench.hypergrad import compiled
+
+    monkeypatch.delenv(compiled.ENV, raising=False)
+    monkeypatch.setattr(compiled, "_default", True)  # as in a worker (tests/conftest.py: False)
+    asked: list = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: asked.append(fn) or fn)
+    cell = Cell("ridge", "ridge", RIDGE, strategy, strategy, {}, 0, {"cost": 10}, "cpu")
+    record = run_cell(cell, "q", None, {})
+    assert record["status"] == "ok", record["error"]
+    assert asked == [] and record["resources"]["compile_s"] == 0.0
+
+
+def test_a_compiled_cell_records_its_compile_seconds_apart(monkeypatch):
+    """`compile = true`: the first call of each compiled function (the compile, here stood in
+    for by a sleep) is in the record as compile_s, inside wall_s."""
+    from hobench.harness.cell import run_cell
+    from hobench.harness.suite import Cell
+    from hobench.hypergrad import compiled
+
+    monkeypatch.delenv(compiled.ENV, raising=False)
+
+    def slow_compile(fn, **kwargs):
+        def first_call_compiles(*args):
+            if not calls:
+                time.sleep(0.2)
+            calls.append(1)
+            return fn(*args)
+
+        return first_call_compiles
+
+    calls: list = []
+    monkeypatch.setattr(torch, "compile", slow_compile)
+    params = {"compile": True}
+    cell = Cell("ridge", "ridge", RIDGE, "reverse-hg", "reverse-hg", params, 0, {"cost": 4}, "cpu")
+    resources = run_cell(cell, "q", None, {})["resources"]
+    assert 0.2 <= resources["compile_s"] < resources["wall_s"]

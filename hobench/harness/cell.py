@@ -24,6 +24,7 @@ from hobench.harness.measure import (
 )
 from hobench.harness.recorder import Recorder, summarise
 from hobench.harness.suite import Cell
+from hobench.hypergrad.compiled import compile_times
 from hobench.registry import STRATEGIES, TASKS
 
 SCHEMA_VERSION = 1
@@ -99,6 +100,7 @@ def run_cell(
     setup_s, wall_s, device = 0.0, 0.0, cell.device
     run_start: float | None = None
     baseline_mb = start_memory_window()  # the worker after its imports, before the task
+    compiled_before = len(compile_times())
     setup_start = time.perf_counter()
     try:
         device = resolve_device(cell.device)
@@ -140,6 +142,8 @@ def run_cell(
         "added_rss_mb": None if baseline_mb is None else max(0.0, peak_mb - baseline_mb),
         "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
         "setup_s": setup_s,
+        # First calls of the engine's compiled functions (compile included; in wall_s): 0 eager.
+        "compile_s": sum(seconds for _, seconds in compile_times()[compiled_before:]),
     }
     return make_record(cell, suite_name, manifest, status, error, recorder.points, final, resources)
 
@@ -196,6 +200,7 @@ def crash_record(
         "added_rss_mb": None,
         "cuda_peak_mb": None,
         "setup_s": None,
+        "compile_s": None,
     }
     return make_record(
         cell, suite_name, manifest, "failed", error[:MAX_ERROR_CHARS], [], {}, resources

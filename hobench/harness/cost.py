@@ -167,9 +167,8 @@ class CostModel:
         p = self.problem
         # tol 0: CG runs every product asked for; α does not change the arithmetic.
         extra = {"cg": {"tol": 0.0}, "neumann": {"alpha": 1.0}}.get(method, {})
-        METHODS[method](
-            p.dynamics, state, hp, 0, p.batch_at, p.outer, iterations=iterations, **extra
-        )
+        args = (p.dynamics, state, hp, 0, p.batch_at, p.outer)
+        METHODS[method](*args, iterations=iterations, compile=False, **extra)
 
     # --- units (FLOPs) ------------------------------------------------------------------------
     @property

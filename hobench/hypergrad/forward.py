@@ -56,8 +56,8 @@ class ForwardState:
     hobench.hypergrad.compiled), and `hypergradient` as one gradient of E contracted with Z
     (cost independent of m) instead of m jvps of E (eager forward mode multiplies a zero
     tangent as large as the validation data through E, once per column). Both give the same
-    number up to rounding. False: the eager path; None (the default) reads HOBENCH_COMPILE,
-    eager unless it is 1.
+    number up to rounding. False: the eager path; None (the default): the compiled path unless
+    HOBENCH_COMPILE=0 (see hobench.hypergrad.compiled.use_compiled).
     """
 
     def __init__(

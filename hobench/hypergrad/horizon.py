@@ -44,13 +44,14 @@ def truncations(
     batch_at: BatchStream,
     outer: Outer,
     ks: list[int],
+    compile: bool | None = None,
 ) -> dict[int, dict[str, torch.Tensor]]:
     """The K-step truncated hypergradient for each K in `ks` (1..T; K = T is the full one), from
-    one backward sweep. Inputs as for `reverse`."""
+    one backward sweep. Inputs (`compile` too) as for `reverse`."""
     if any(not 1 <= k <= steps for k in ks):
         raise ValueError(f"every K must be in 1..{steps}, got {ks}")
     wanted = set(ks)
-    sweep = reverse_sweep(dynamics, s0, hp, steps, batch_at, outer, steps)
+    sweep = reverse_sweep(dynamics, s0, hp, steps, batch_at, outer, steps, compile)
     return {k: hg.grad for k, hg in enumerate(sweep) if k in wanted}
 
 

@@ -127,18 +127,20 @@ def implicit(
     return value.detach(), {k: (dhp[k] - mixed[k]).detach() for k in hp}, used
 
 
-def _last_state(dynamics, s0, hp, steps, batch_at):
+def _last_state(dynamics, s0, hp, steps, batch_at, compile):
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     with torch.no_grad():
         start = initial_state(s0, hp)
-    return unroll(dynamics, start, hp, steps, batch_at, keep_last=0)[-1]
+    return unroll(dynamics, start, hp, steps, batch_at, keep_last=0, compile=compile)[-1]
 
 
-def _hessian_form(dynamics, s0, hp, steps, batch_at, outer, solve) -> ImplicitHypergradient:
+def _hessian_form(
+    dynamics, s0, hp, steps, batch_at, outer, solve, compile
+) -> ImplicitHypergradient:
     if dynamics.loss is None:
         raise ValueError("the Hessian form needs the dynamics' training loss (Dynamics.loss)")
-    state = _last_state(dynamics, s0, hp, steps, batch_at)
+    state = _last_state(dynamics, s0, hp, steps, batch_at, compile)
     w, unravel = _ravel(dynamics.params(state))
     batch = batch_at(max(steps, 1))
     gradient = grad(dynamics.loss)
@@ -159,19 +161,21 @@ def ift_cg(
     outer: Outer,
     iterations: int = 20,
     tol: float = 1e-6,
+    compile: bool | None = None,
 ) -> ImplicitHypergradient:
     """Implicit hypergradient, Hessian form, by conjugate gradient on H v = ∇_w E.
 
     Inputs as for `reverse`, plus at most `iterations` Hessian-vector products, fewer once the
     residual is below `tol` × ‖∇_w E‖. Algorithm: train T steps to w_T (no trajectory kept);
     v ≈ H⁻¹ ∇_w E by CG at w_T; ∇f = ∂_λ E − (∂_λ ∇_w J)ᵀ v. Exact when w_T minimises J and CG
-    has converged; see the module docstring for when it is not.
+    has converged; see the module docstring for when it is not. `compile`: the training steps'
+    path, as for `reverse`.
     """
 
     def solve(apply, b):
         return conjugate_gradient(apply, b, iterations, tol)
 
-    return _hessian_form(dynamics, s0, hp, steps, batch_at, outer, solve)
+    return _hessian_form(dynamics, s0, hp, steps, batch_at, outer, solve, compile)
 
 
 def ift_neumann(
@@ -183,18 +187,19 @@ def ift_neumann(
     outer: Outer,
     alpha: float,
     iterations: int = 50,
+    compile: bool | None = None,
 ) -> ImplicitHypergradient:
     """Implicit hypergradient, Hessian form, by a Neumann series: H⁻¹ ≈ α Σ_{k=0..K} (I − αH)^k.
 
     Inputs as for `reverse`, plus the step α (0 < α < 2/L) and K = `iterations` Hessian-vector
     products. Algorithm: train T steps to w_T; v = the series applied to ∇_w E at w_T;
-    ∇f = ∂_λ E − (∂_λ ∇_w J)ᵀ v.
+    ∇f = ∂_λ E − (∂_λ ∇_w J)ᵀ v. `compile` as for `ift_cg`.
     """
 
     def solve(apply, b):
         return neumann(apply, b, iterations, alpha), iterations
 
-    return _hessian_form(dynamics, s0, hp, steps, batch_at, outer, solve)
+    return _hessian_form(dynamics, s0, hp, steps, batch_at, outer, solve, compile)
 
 
 def ift_fixed_point(
@@ -205,6 +210,7 @@ def ift_fixed_point(
     batch_at: BatchStream,
     outer: Outer,
     iterations: int = 50,
+    compile: bool | None = None,
 ) -> ImplicitHypergradient:
     """Implicit hypergradient, fixed-point form on Φ: (I − ∂Φ/∂s)ᵀ v = ∇_s E by the Neumann
     series v = Σ_{k=0..K} (∂Φ/∂sᵀ)^k ∇_s E (K = `iterations` vector-Jacobian products of Φ).
@@ -212,9 +218,9 @@ def ift_fixed_point(
     Inputs as for `reverse`. Algorithm: train T steps to s_T; v at s_T; ∇f = ∂_λ E +
     (∂Φ/∂λ)ᵀ v. Needs no step size (Φ's own step sets the series' rate) and no Hessian: any
     stationary dynamics will do, momentum included. For gradient descent it is the Hessian
-    Neumann series with α = η.
+    Neumann series with α = η. `compile` as for `ift_cg`.
     """
-    state = _last_state(dynamics, s0, hp, steps, batch_at)
+    state = _last_state(dynamics, s0, hp, steps, batch_at, compile)
     s, unravel = _ravel(state)
     batch = batch_at(max(steps, 1))
 

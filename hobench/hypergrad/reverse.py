@@ -31,7 +31,7 @@ def unroll(
     compile: bool | None = None,
 ) -> list[State]:
     """Run T steps without building a graph; keep only the last `keep_last` + 1 states.
-    `compile`: the compiled step (see hobench.hypergrad.compiled); None reads HOBENCH_COMPILE."""
+    `compile`: the compiled step (see hobench.hypergrad.compiled); None: the default, compiled."""
     step = compiled(dynamics, "step") if use_compiled(compile) else dynamics.step
     states = [detached(s0)]
     hp = detached(hp)
@@ -98,8 +98,8 @@ def reverse(
     by recomputing the single step t at the stored s_{t-1}. Output: ∇f = g + α_0 Z_0 + ∂_λ E.
 
     `compile`: True runs the forward sweep and the per-step pullback compiled (the same numbers
-    up to rounding, faster; see hobench.hypergrad.compiled), False eager; None (the default)
-    reads HOBENCH_COMPILE, eager unless it is 1.
+    up to rounding, faster; see hobench.hypergrad.compiled), False eager; None (the default):
+    compiled unless HOBENCH_COMPILE=0 (see hobench.hypergrad.compiled.use_compiled).
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")

@@ -63,10 +63,12 @@ class HyperOptimizer:
 
 
 # `compile = true` (a suite parameter of every gradient strategy) runs the engine's compiled path
-# (hobench.hypergrad.compiled): each hyper-iteration is faster, but every cell is a fresh process
-# that first compiles for tens of seconds (on the clock, off the cost budget), and the numbers
-# differ from the eager path's in the last bits. Off by default: the suites' cells are short,
-# and their committed results stay bit-identical. HOBENCH_COMPILE=0 forces eager regardless.
+# (hobench.hypergrad.compiled), the engine's own default: each hyper-iteration is faster, but
+# every cell is a fresh process that first compiles (seconds with inductor's on-disk cache warm,
+# tens of seconds cold; on the clock, off the cost budget, and in the record as `compile_s`), and
+# the numbers differ from the eager path's in the last bits. Off by default in suites: their
+# cells are shorter than a compile, and their committed results stay bit-identical.
+# HOBENCH_COMPILE=0 forces eager regardless.
 
 # The starts every task's gradient problem knows (Task.gradient_problem).
 STARTS = ("default", "rtho", "null")
@@ -357,11 +359,12 @@ class OnlineTruncatedHG(RTHO):
             hp = schedule[-1]
             chunk_batches = lambda i, t0=t: problem.batch_at(t0 + i)  # noqa: E731
             if last:
-                state = unroll(dynamics, state, hp, length, chunk_batches, keep_last=0)[-1]
+                state = unroll(dynamics, state, hp, length, chunk_batches, 0, self.compile)[-1]
             else:
                 outer = self._validation_loss(problem, k + 1)[0]
                 K = min(self.truncate, length)
-                hg = reverse(dynamics, state, hp, length, chunk_batches, outer, truncate=K)
+                args = (dynamics, state, hp, length, chunk_batches, outer)
+                hg = reverse(*args, truncate=K, compile=self.compile)
                 state = hg.final_state
             t, k = t + length, k + 1
             budget.spend(flops, length)

@@ -26,7 +26,8 @@ class ImplicitHG(HypergradientDescent):
 
     def hypergradient(self, problem, state, hp, T):
         args = (problem.dynamics, state, hp, T, problem.batch_at, problem.outer)
-        return METHODS[self.method](*args, iterations=self.iterations, **self.solver_options())
+        options = {"iterations": self.iterations, "compile": self.compile, **self.solver_options()}
+        return METHODS[self.method](*args, **options)
 
     def first_unit(self, task, costs):
         problem = costs.problem

@@ -14,6 +14,10 @@ SOURCE = Choice(tuple(MNIST_SIZES))
 DTYPE = Choice(tuple(DTYPES))
 COUNT = Interval(1, integer=True)  # a size or a number of steps: at least one
 POSITIVE = Interval(0, open_low=True)
+# The tasks' own training (a black-box trial, the final training of every strategy's answer) is
+# eager, whatever the engine's default: it is the protocol, the same bits for every strategy,
+# and a cell is a fresh process, too short to pay for a compile (hobench.hypergrad.compiled).
+COMPILE_TRAINING = False
 
 
 def check_split_fits(params: dict, sizes: tuple[str, ...]) -> None:

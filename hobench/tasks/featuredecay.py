@@ -39,6 +39,7 @@ from hobench.hypergrad import momentum, unroll
 from hobench.registry import TASKS
 from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task
 from hobench.tasks.common import (
+    COMPILE_TRAINING,
     COUNT,
     DTYPE,
     POSITIVE,
@@ -185,7 +186,8 @@ class FeatureDecay(Task):
     def _train(self, log_l2: torch.Tensor):
         hp = {"log_l2": log_l2}
         state = self.dynamics.init(self._params0(), hp)
-        return unroll(self.dynamics, state, hp, self.steps, lambda t: None, keep_last=0)[-1]["w"]
+        states = unroll(self.dynamics, state, hp, self.steps, lambda t: None, 0, COMPILE_TRAINING)
+        return states[-1]["w"]
 
     def _metrics(self, w) -> Evaluation:
         def scores(X, y):

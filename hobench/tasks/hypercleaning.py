@@ -47,6 +47,7 @@ from hobench.hypergrad import gd, unroll
 from hobench.registry import TASKS
 from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task, Training
 from hobench.tasks.common import (
+    COMPILE_TRAINING,
     COUNT,
     DTYPE,
     POSITIVE,
@@ -177,7 +178,8 @@ class HyperCleaning(Task):
         dynamics = gd(self._inner, lr=lr)
         hp = {"weights": weights}
         state = dynamics.init(self._params0(), hp)
-        return unroll(dynamics, state, hp, steps, lambda t: (X, y), keep_last=0)[-1]["w"]
+        states = unroll(dynamics, state, hp, steps, lambda t: (X, y), 0, COMPILE_TRAINING)
+        return states[-1]["w"]
 
     def _ones(self, n: int) -> torch.Tensor:
         return torch.ones(n, dtype=self.dtype, device=self.device)

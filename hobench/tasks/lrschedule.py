@@ -38,6 +38,7 @@ from hobench.hypergrad import reparametrized, scheduled_gd, unroll
 from hobench.registry import TASKS
 from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task
 from hobench.tasks.common import (
+    COMPILE_TRAINING,
     COUNT,
     DTYPE,
     POSITIVE,
@@ -171,7 +172,8 @@ class LRSchedule(Task):
     def _train(self, log_lr: torch.Tensor):
         hp = {"log_lr": log_lr}
         state = self.dynamics.init(self._params0(), hp)
-        return unroll(self.dynamics, state, hp, self.steps, self._batch, keep_last=0)[-1]["w"]
+        states = unroll(self.dynamics, state, hp, self.steps, self._batch, 0, COMPILE_TRAINING)
+        return states[-1]["w"]
 
     def _metrics(self, params) -> Evaluation:
         with torch.no_grad():

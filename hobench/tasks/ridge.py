@@ -27,7 +27,7 @@ from hobench.domains import Interval, ParamError
 from hobench.hypergrad import gd, unroll
 from hobench.registry import TASKS
 from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task, Training
-from hobench.tasks.common import COUNT, DTYPE, POSITIVE, resolve_dtype
+from hobench.tasks.common import COMPILE_TRAINING, COUNT, DTYPE, POSITIVE, resolve_dtype
 
 
 def _orthogonal_design(n: int, d: int, gen: torch.Generator, dtype) -> torch.Tensor:
@@ -153,9 +153,9 @@ class Ridge(Task):
     def _train(self, l2: torch.Tensor):
         w0 = torch.zeros(len(self.group_of), dtype=self.dtype, device=self.device)
         hp = {"log_l2": l2.log()}
-        return unroll(
-            self.dynamics, self.dynamics.init(w0, hp), hp, self.steps, lambda t: None, keep_last=0
-        )[-1]["w"]
+        state = self.dynamics.init(w0, hp)
+        states = unroll(self.dynamics, state, hp, self.steps, lambda t: None, 0, COMPILE_TRAINING)
+        return states[-1]["w"]
 
     def _metrics(self, w) -> Evaluation:
         Xt, yt = self.test_xy

@@ -52,7 +52,7 @@ from hobench.domains import Choice, Interval, ParamError
 from hobench.hypergrad import momentum, unroll
 from hobench.registry import TASKS
 from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task, Training
-from hobench.tasks.common import COUNT, DTYPE, POSITIVE, resolve_dtype
+from hobench.tasks.common import COMPILE_TRAINING, COUNT, DTYPE, POSITIVE, resolve_dtype
 from hobench.tasks.knob import crossover_record, log_scale_space
 
 MOMENTUM = 0.9  # heavy ball, as featuredecay: T steps reach ~10x further along flat directions
@@ -191,7 +191,8 @@ class TabularDecay(Task):
     def _train(self, log_l2: torch.Tensor):
         hp = {"log_l2": log_l2}
         state = self.dynamics.init(self._params0(), hp)
-        return unroll(self.dynamics, state, hp, self.steps, lambda t: None, keep_last=0)[-1]["w"]
+        states = unroll(self.dynamics, state, hp, self.steps, lambda t: None, 0, COMPILE_TRAINING)
+        return states[-1]["w"]
 
     def _metrics(self, w) -> Evaluation:
         with torch.no_grad():
