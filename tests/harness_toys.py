@@ -198,3 +198,20 @@ class ToyKill(_Toy):
 
     def run(self, task, budget, rng, recorder) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@STRATEGIES.register("toy-hold")
+class ToyHold(_Toy):
+    """Evaluates one point, writes `<folder>/started`, then waits while `<folder>/hold` exists:
+    a cell a test can catch mid-run (to lose its node, or to press Ctrl-C)."""
+
+    def __init__(self, folder: str = "", timeout: float = 120.0) -> None:
+        self.folder, self.timeout = Path(folder), timeout
+
+    def run(self, task, budget, rng, recorder) -> None:
+        self.evaluate(task, {"x": 0.5}, budget, recorder)
+        (self.folder / "started").touch()
+        deadline = time.monotonic() + self.timeout
+        while (self.folder / "hold").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        recorder.finish(**task.finalize_config({"x": 0.5}))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,16 @@ from hobench.harness.store import ResultsStore
 from hobench.harness.suite import load_suite
 from tests import harness_toys
 from tests.conftest import hobench
-from tests.test_runner import by_cell, strategy, write_suite
+from tests.test_runner import (
+    by_cell,
+    group_gone,
+    hobench_process,
+    line_count,
+    strategy,
+    strict_lines,
+    wait_for,
+    write_suite,
+)
 
 pytest.importorskip("ray", reason="make install installs the ray extra")  # a plain pip user
 
@@ -53,6 +65,61 @@ def test_smoke_cells_on_ray_give_the_local_runs_results(smoke_results: Path, tmp
     assert sorted(on_ray) == sorted(local) and len(on_ray) == 2
     assert all(r["status"] == "ok" for r in on_ray.values())
     assert by_cell(list(on_ray.values())) == by_cell(list(local.values()))
+
+
+def test_a_node_lost_mid_run_fails_its_cell_and_a_resume_reruns_it(tmp_path: Path) -> None:
+    """A real two-node cluster on loopback (Ray's own test cluster: a head with no CPU, so the
+    cell runs on the second node). The node dies mid-cell: the cell is recorded as lost, the
+    cell beside it that had finished is kept, and a plain rerun on a new node runs only the lost
+    one."""
+    from ray.cluster_utils import Cluster
+
+    (tmp_path / "hold").touch()
+    held = strategy("toy-hold", folder=f'"{tmp_path}"')
+    suite = load_suite(write_suite(tmp_path, strategy("toy-random") + held))
+    results = tmp_path / "results"
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    try:
+        node = cluster.add_node(num_cpus=1)
+
+        def lose_the_node():
+            wait_for(lambda: (tmp_path / "started").exists(), timeout=120)
+            cluster.remove_node(node, allow_graceful=False)
+
+        killer = threading.Thread(target=lose_the_node)
+        killer.start()
+        first = run_suite(suite, results, quiet=True, executor="ray", address=cluster.address)
+        killer.join()
+        records = {r["cell"]: r for r in ResultsStore(results).load()}
+        assert first.ok == ["q/toy-random/0"]
+        assert records["q/toy-hold/0"]["error"].startswith(f"{LOST}: "), records["q/toy-hold/0"]
+        (tmp_path / "hold").unlink()
+        cluster.add_node(num_cpus=1)
+        again = run_suite(suite, results, quiet=True, executor="ray", address=cluster.address)
+        assert again.ran == 1 and again.ok == ["q/toy-hold/0"]
+    finally:
+        cluster.shutdown()
+
+
+def test_ctrl_c_under_ray_stops_the_run_and_keeps_finished_cells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # hobench_process sets TMPDIR to the test's folder, where Ray would put its sockets too:
+    # a path too long for a Unix socket. Ray's own variable keeps them in /tmp.
+    monkeypatch.setenv("RAY_TMPDIR", "/tmp")
+    (tmp_path / "hold").touch()
+    held = strategy("toy-hold", folder=f'"{tmp_path}"')
+    path = write_suite(tmp_path, strategy("toy-random") + held)
+    runs = tmp_path / "results" / "runs.jsonl"
+    process = hobench_process(path, runs.parent, "--executor", "ray", "--jobs", "2")
+    wait_for(lambda: (tmp_path / "started").exists() and line_count(runs) >= 1, timeout=180)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "rerun the same command to resume" in stderr
+    assert "Traceback" not in stderr
+    assert [r["cell"] for r in strict_lines(runs)] == ["q/toy-random/0"]  # the held one: not run
+    wait_for(lambda: group_gone(process.pid), timeout=30)
 
 
 def test_a_cell_whose_worker_was_lost_is_rerun_by_a_plain_resume(tmp_path: Path) -> None:

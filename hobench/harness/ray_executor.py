@@ -142,5 +142,6 @@ class RayPool:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first sentence of the first line: Ray's messages run on over several sentences."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:300] if lines else ""
+    return lines[0].split(". ")[0].rstrip(".")[:300] if lines else ""
