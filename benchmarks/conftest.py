@@ -2,10 +2,11 @@
 
 The tests in test_engine.py record into one session-wide `EngineResults`; at the end of the run
 `pytest_terminal_summary` prints a table (case, median seconds, ratio to plain, extra peak MB), the
-target lines with PASS/MISS, and writes the same summary as JSON under results/ so the README
-figures can be regenerated from it. On a GPU (HOBENCH_BENCH_DEVICE=cuda) the summary records the
-GPU and goes to its own file, results/engine-bench-cuda.json, beside the CPU one; without the
-GPU the session stops at its start with one line.
+target lines with PASS/MISS, and writes the same summary as JSON under results/local/ (copied to
+results/engine-bench.json, `make readme` regenerates the README's figures from it). On a GPU
+(HOBENCH_BENCH_DEVICE=cuda) the summary records the GPU and goes to its own file,
+results/local/engine-bench-cuda.json, beside the CPU one; without the GPU the session stops at
+its start with one line.
 """
 
 from __future__ import annotations
@@ -411,12 +412,14 @@ def _table(summary: dict[str, Any]) -> list[str]:
 
 
 def results_path(root: Path, steps: int | None, device: str = "cpu") -> Path:
-    """results/engine-bench.json for the default T = 500 on the CPU; other T and a GPU get their
-    own file (engine-bench-T50.json, engine-bench-cuda.json, engine-bench-cuda-T50.json), so a
-    quick run or a GPU run never overwrites the figures the README quotes."""
+    """results/local/engine-bench.json for the default T = 500 on the CPU; other T and a GPU get
+    their own file (engine-bench-T50.json, engine-bench-cuda.json, engine-bench-cuda-T50.json),
+    so a quick run or a GPU run never overwrites a full one. Under results/local/, like a user's
+    suite runs: the committed results/engine-bench.json, whose figures the README quotes, is
+    replaced only by copying a run there on purpose."""
     stem = "engine-bench" if device == "cpu" else "engine-bench-cuda"
     name = f"{stem}.json" if steps == 500 else f"{stem}-T{steps}.json"
-    return root / "results" / name
+    return root / "results" / "local" / name
 
 
 def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:

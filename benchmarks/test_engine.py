@@ -6,10 +6,10 @@ every case is timed with pytest-benchmark, then the time targets' cases again in
 rounds (the targets' ratios are taken within rounds), then each case's extra peak memory is
 measured in a fresh process (one at a time), and Forward-HG's at T/5 vs T. conftest.py
 collects it all and prints the summary with the targets. The compiled functions are compiled
-in the first call of each (in the checks, or in a case's warm-up round), which is timed apart:
-the timed rounds never include it. The other cases (plain loops, peers, eager) get no warm-up
-round: nothing in them is compiled, and the median of three rounds absorbs a slow first one.
-The references that no target divides by (the eager cases, higher) are timed once.
+in the first call of each (in the checks, or in a case's warm-up call with T = 1), which is
+timed apart: the timed rounds never include it. The other cases (plain loops, peers, eager) get
+no warm-up: nothing in them is compiled, and the median of three rounds absorbs a slow first
+one. The references that no target divides by (the eager cases, higher) are timed once.
 
 Everything runs on HOBENCH_BENCH_DEVICE (default cpu), the checks included: the float64
 reference is computed on the same device. On a GPU every case's callable waits for the device
@@ -153,6 +153,14 @@ def test_forward_agrees_with_reverse(m, data, engine_results):
 # --- wall time ---
 
 
+def warm_up(case: str, data, engine_results) -> None:
+    """The case once with T = 1: it calls every function the case compiles (RTHO's hypergradient
+    included: it is taken at the last step), with the same shapes, so they compile here and not
+    in a timed round, without a whole untimed run of T steps."""
+    with engine_results.compiling(case):
+        build(case, data, steps=1)()
+
+
 # Rounds per case. The eager cases and higher are references (what compiling buys, in the
 # targets' details; a second peer beside torchopt) and are timed once: three rounds of them would
 # add two minutes to `make bench`.
@@ -169,8 +177,7 @@ def test_time(case, data, benchmark, engine_results):
     benchmark.extra_info.update(case=case, steps=STEPS, rounds=rounds)
     run = build(case, data)
     if case in HYPERGRADIENTS:  # the compiled cases' first call compiles: a warm-up, not timed
-        with engine_results.compiling(case):
-            run()
+        warm_up(case, data, engine_results)
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0)
     engine_results.record_time(case, benchmark)
 
@@ -187,10 +194,9 @@ INTERLEAVED_ROUNDS = 5
 def test_time_interleaved(data, engine_results):
     cases = [c for c in INTERLEAVED if c not in engine_results.skipped]
     runs = {case: build(case, data) for case in cases}
-    for case, run in runs.items():
+    for case in runs:
         if case not in engine_results.time_s:  # not warmed up (compiled) by test_time
-            with engine_results.compiling(case):
-                run()
+            warm_up(case, data, engine_results)
     times: dict[str, list[float]] = {case: [] for case in cases}
     for r in range(INTERLEAVED_ROUNDS):
         for case in cases[r % len(cases) :] + cases[: r % len(cases)]:

@@ -100,7 +100,7 @@ def test_cpu_meta_records_no_gpu():
     ],
 )
 def test_a_gpu_summary_never_overwrites_the_cpu_one(steps, device, name):
-    assert results_path(Path("/r"), steps, device) == Path("/r/results") / name
+    assert results_path(Path("/r"), steps, device) == Path("/r/results/local") / name
 
 
 def test_data_is_drawn_on_the_cpu_then_moved():
