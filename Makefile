@@ -12,11 +12,13 @@
 #                       Both halves append a summary to results/local/history.jsonl (HISTORY=...):
 #                       `hobench history FILE --plot out.png` shows each metric over commits.
 #   make bench-engine   engine benchmarks: timings (saved under .benchmarks/ by T), peak
-#                       memory, the target ratios; summary also in results/engine-bench.json
+#                       memory, the target ratios; summary also in results/local/engine-bench.json
+#                       (the committed results/engine-bench.json, which the README quotes, is a
+#                       copy of one such run; `make readme` rewrites the README from it)
 #                       (HOBENCH_BENCH_T=50 make bench-engine: a quicker run, T = 50 steps;
 #                       45 s before the compiled path, 14 min after on a machine shared with
 #                       other work, every process compiling its own; its summary goes to
-#                       results/engine-bench-T50.json instead;
+#                       results/local/engine-bench-T50.json instead;
 #                       HOBENCH_BENCH_THREADS=1: one torch thread, steadier on a shared machine)
 #                       No --benchmark-only: it would skip the correctness and memory tests.
 #   make bench-compare  engine benchmarks compared with the latest saved run of the same T; fails
@@ -24,7 +26,7 @@
 #                       saved, saves the baseline instead (every `make bench-engine` saves too).
 #   make bench-gpu      engine benchmarks on the GPU (HOBENCH_BENCH_DEVICE=cuda): every timed call
 #                       waits for the GPU, extra peak memory is the CUDA allocator's over what was
-#                       allocated before the case; summary in results/engine-bench-cuda.json,
+#                       allocated before the case; summary in results/local/engine-bench-cuda.json,
 #                       timings saved as engine-cuda-T500. Then suites/smoke.toml with --device
 #                       cuda into results/local/smoke-cuda (cuda_peak_mb in every record) and its
 #                       report. Without a GPU it stops at once with one line. Not yet run on a GPU.
@@ -32,6 +34,9 @@
 #                       configurations as one vmapped run; random, qmc and grid's `population`)
 #                       at k = 1, 8, 32 on the default suite's tasks, one thread and the
 #                       default threads: a table, and results/population-bench.json
+#   make readme         README's generated figures (the default suite's task and cost tables, the
+#                       engine section) rewritten from results/default/report/REPORT.md and
+#                       results/engine-bench.json (tools/readme_figures.py; make test checks them)
 #   make clean          caches and build outputs (keeps .venv and the .benchmarks baselines)
 #   make distclean      clean, and remove .venv too
 
@@ -50,7 +55,7 @@ BENCH_FLAGS := benchmarks --benchmark-storage=$(BENCH_STORAGE) --benchmark-sort=
 	--benchmark-columns=min,median,max,rounds --benchmark-group-by=group --benchmark-name=short
 
 .PHONY: install test lint bench bench-engine bench-suite bench-compare bench-gpu \
-	bench-population clean distclean
+	bench-population readme clean distclean
 
 install: $(STAMP)
 
@@ -67,6 +72,9 @@ $(STAMP): pyproject.toml | $(PY)
 test: install
 	$(PY) -m pytest -q tests
 
+readme: install
+	$(PY) tools/readme_figures.py
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -76,7 +84,7 @@ bench: bench-engine bench-suite
 # Resumes: rerunning after an interruption runs only the missing cells.
 bench-suite: install
 	$(VENV)/bin/hobench run suites/default.toml --jobs 2 --results-dir results/local/default
-	$(VENV)/bin/hobench report results/local/default --engine results/engine-bench.json
+	$(VENV)/bin/hobench report results/local/default --engine results/local/engine-bench.json
 	-$(VENV)/bin/hobench compare results/default results/local/default
 	$(VENV)/bin/hobench track results/local/default --history $(HISTORY)
 	@echo "report: $(CURDIR)/results/local/default/report/index.html"
@@ -104,7 +112,7 @@ bench-compare: install
 # The engine half checks for the GPU first (benchmarks/conftest.py), so no GPU means one line.
 # Its own saved name and summary file: bench-compare and the committed CPU figures never see it.
 GPU_T_SUFFIX := $(if $(filter 500,$(HOBENCH_BENCH_T)),,-T$(HOBENCH_BENCH_T))
-GPU_SUMMARY := results/engine-bench-cuda$(GPU_T_SUFFIX).json
+GPU_SUMMARY := results/local/engine-bench-cuda$(GPU_T_SUFFIX).json
 bench-gpu: install
 	HOBENCH_BENCH_DEVICE=cuda $(PY) -m pytest $(BENCH_FLAGS) \
 		--benchmark-save=engine-cuda-T$(HOBENCH_BENCH_T)
