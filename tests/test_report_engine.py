@@ -16,6 +16,8 @@ def test_cpu_summary_caption_speaks_of_rss(tmp_path: Path) -> None:
     shutil.copy(COMMITTED, path)
     caption = engine_table(path).caption
     assert "peak RSS" in caption and "make bench-engine" in caption
+    # Which run, where: make bench shows this machine's or the committed one's.
+    assert f"({path}, commit " in caption and "on a 2-core AMD EPYC" in caption
 
 
 def test_gpu_summary_caption_names_the_gpu_and_its_memory(tmp_path: Path) -> None:

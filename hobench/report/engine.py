@@ -50,10 +50,14 @@ def engine_table(path: Path) -> Table:
         if gpu
         else "the peak RSS a case adds over the process before it"
     )
+    machine = (
+        f"{meta.get('cpu_count', '?')}-core {meta.get('processor') or meta.get('machine', '?')}"
+    )
     caption = (
-        f"Engine benchmarks ({path.name}, commit {meta.get('git_commit', '?')}, "
-        f"{meta.get('date', '?')}): {meta.get('shape', '?')}, T = {meta.get('steps', '?')} "
-        f"steps, {device}, torch {meta.get('versions', {}).get('torch', '?')}, "
+        f"Engine benchmarks ({path}, commit {meta.get('git_commit', '?')}, "
+        f"{meta.get('date', '?')}, on a {machine}): {meta.get('shape', '?')}, "
+        f"T = {meta.get('steps', '?')} steps, {device}, "
+        f"torch {meta.get('versions', {}).get('torch', '?')}, "
         f"{meta.get('torch_threads', '?')} threads. Median of rounds; × plain: over plain "
         f"training ({summary.get('plain', '?')}); extra peak memory: {memory}, so Reverse-HG's "
         "stored trajectory and the peers' (torchopt, higher) autograd graphs show. Regenerate "
