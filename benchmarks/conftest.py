@@ -236,6 +236,7 @@ class EngineResults:
                     "median_s": t,
                     "min_s": lo,
                     "max_s": hi,
+                    "rounds": self.extra_info.get(case, {}).get("rounds"),
                     "noisy": bool(lo and hi / lo > NOISY_SPREAD),
                     "ratio_to_plain": t / self.time_s[plain] if t and plain else None,
                     "extra_peak_mb": mb,

@@ -41,15 +41,15 @@ ENGINE_CASES = {
     "plain-analytic": "plain training (analytic gradient)",
     "plain-autograd": "plain training (autograd)",
     "reverse": "**Reverse-HG**, ∂E/∂λ for 5000 weights",
-    "reverse-eager": "Reverse-HG, eager (1 round)",
+    "reverse-eager": "Reverse-HG, eager",
     "forward-m1": "Forward-HG, m = 1 (η)",
-    "forward-m1-eager": "Forward-HG, m = 1, eager (1 round)",
+    "forward-m1-eager": "Forward-HG, m = 1, eager",
     "forward-m3": "Forward-HG, m = 3 (η, μ, weight decay)",
     "forward-m10": "Forward-HG, m = 10 (η, μ, 8 weight decays)",
     "rtho-m3": "RTHO, m = 3: T steps of s and Z, a hypergradient every 10",
-    "rtho-m3-eager": "RTHO, m = 3, eager (1 round)",
+    "rtho-m3-eager": "RTHO, m = 3, eager",
     "torchopt": "torchopt `MetaSGD`, unrolled (peer)",
-    "higher": "higher `innerloop_ctx`, unrolled (peer, 1 round)",
+    "higher": "higher `innerloop_ctx`, unrolled (peer)",
 }
 
 
@@ -93,6 +93,13 @@ def _eager(detail: str) -> str:
     return re.search(r"eager \(medians\): ([0-9.]+)", detail).group(1)
 
 
+def _one_round(case: dict) -> str:
+    """The suffix " (1 round)" for a case timed once (older summaries keep no rounds: min = max)."""
+    rounds = case.get("rounds")
+    once = rounds == 1 if rounds is not None else case["min_s"] == case["max_s"]
+    return " (1 round)" if once else ""
+
+
 def engine_section(summary: dict) -> str:
     meta, agreement = summary["meta"], summary["agreement"]
     cases = {row["case"]: row for row in summary["cases"]}
@@ -106,8 +113,8 @@ def engine_section(summary: dict) -> str:
 
     table = ["| case | median s | × plain | extra peak MB |", "|---|---:|---:|---:|"]
     table += [
-        f"| {words} | {median[case]:.2f} | {cases[case]['ratio_to_plain']:.2f} | "
-        f"{cases[case]['extra_peak_mb']:.1f} |"
+        f"| {words}{_one_round(cases[case])} | {median[case]:.2f} | "
+        f"{cases[case]['ratio_to_plain']:.2f} | {cases[case]['extra_peak_mb']:.1f} |"
         for case, words in ENGINE_CASES.items()
     ]
     reverse_t, memory_t, forward_t, rtho_t, slope_t, growth_t = (
