@@ -42,3 +42,18 @@ def test_the_task_tables_keep_the_reports_rows_and_the_readmes_columns():
     assert [row[0] for row in shown] == [row[0] for row in full]
     accuracy = full[0].index("test accuracy (%)")
     assert [row[1] for row in shown[1:]] == [row[accuracy] for row in full[1:]]
+
+
+def test_the_engine_section_says_how_each_figure_was_taken():
+    """A target without interleaved rounds (the slower plain loop was the interleaved one) is
+    marked as separately timed medians; a case timed once says so."""
+    summary = json.loads(figures.ENGINE.read_text())
+    forward = next(t for t in summary["targets"] if t["target"] == "Forward-HG m = 1 / plain")
+    forward["detail"] = "medians 0.151 s / 0.108 s; eager (medians): 5.40"
+    higher = next(c for c in summary["cases"] if c["case"] == "higher")
+    higher["rounds"] = 1
+    section = figures.engine_section(summary)
+    assert f"| Forward-HG m = 1 / plain | {forward['value']:.2f} (separately timed medians) |" in (
+        section
+    )
+    assert "| higher `innerloop_ctx`, unrolled (peer, 1 round) |" in section
