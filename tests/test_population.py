@@ -26,30 +26,10 @@ from hobench.hypergrad.dynamics import adam, gd, momentum, scheduled_gd
 from hobench.registry import STRATEGIES, TASKS
 from hobench.tasks import population
 from hobench.tasks.base import Training
+from tests.test_strategies import RIDGE
+from tests.test_tasks import SMALL_AUX, SMALL_HC
 
 RTOL, ATOL = 1e-10, 1e-12
-SMALL_HC = dict(
-    n_train=200,
-    n_val=200,
-    n_test=400,
-    n_corrupt=100,
-    radius=100.0,
-    steps=20,
-    final_steps=60,
-    dtype="float64",
-)
-SMALL_AUX = dict(
-    n_train=300,
-    n_val=100,
-    n_test=100,
-    depth=1,
-    width=8,
-    batch_size=20,
-    steps=5,
-    val_batch_size=50,
-    dtype="float64",
-)
-RIDGE = dict(groups=2, steps=60, l2_high=3.0)
 
 
 def assert_same(batched, alone):
