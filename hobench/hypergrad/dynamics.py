@@ -35,6 +35,10 @@ class Dynamics:
     init: Callable[[Params, HP], State]
     step: Callable[[State, HP, Any], State]
     loss: Loss | None = None
+    # The weights J is minimised over, and the map back to the whole model, where the model
+    # holds more than weights (a module's buffers, held fixed by implicit differentiation);
+    # None: the model is its weights.
+    split: Callable[[Params], tuple[Params, Callable[[Params], Params]]] | None = None
 
     @staticmethod
     def params(state: State) -> Params:
@@ -50,18 +54,114 @@ def value(hp: HP, spec: Spec) -> torch.Tensor | float:
     return spec
 
 
-def gd(loss: Loss, lr: Spec = "lr") -> Dynamics:
-    """Plain gradient descent: w_t = w_{t-1} − η ∇J_t(w_{t-1})."""
+@dataclass(frozen=True)
+class Rule:
+    """An optimiser as a pair of pure functions, in the style of optax: `init(weights)` gives its
+    slots (velocity, Adam's moments) and `update(weights, slots, gradient, hp)` the next weights
+    and slots. `descend` and `descend_module` turn a rule and a loss into a Dynamics."""
+
+    init: Callable[[Params], State]
+    update: Callable[[Params, State, Params, HP], tuple[Params, State]]
+
+
+def descend(loss: Loss, rule: Rule) -> Dynamics:
+    """Φ(s, λ) = the rule's update along ∇J(w, λ, batch): the state is {"w": weights, **slots}."""
 
     def init(params: Params, hp: HP) -> State:
-        return {"w": params}
+        return {"w": params, **rule.init(params)}
 
     def step(state: State, hp: HP, batch: Any) -> State:
-        eta = value(hp, lr)
         g = grad(loss)(state["w"], hp, batch)
-        return {"w": tree_map(lambda w, gw: w - eta * gw, state["w"], g)}
+        slots = {k: v for k, v in state.items() if k != "w"}
+        w, slots = rule.update(state["w"], slots, g, hp)
+        return {"w": w, **slots}
 
     return Dynamics(init, step, loss)
+
+
+# J of a module model {"params": P, "buffers": B}, returning the buffers its forward pass moved
+# (BatchNorm's running statistics) beside the loss: (J, B').
+ModuleLoss = Callable[[Params, HP, Any], tuple[torch.Tensor, Params]]
+
+
+def descend_module(loss: ModuleLoss, rule: Rule) -> Dynamics:
+    """Φ for a module model: the rule moves the parameters along ∇_P J, and the buffers become
+    the ones the training forward pass computed. State: {"w": {"params": P, "buffers": B},
+    **slots}, so E, the evaluation and both differentiation modes see the buffers as state."""
+
+    def init(model: Params, hp: HP) -> State:
+        return {"w": model, **rule.init(model["params"])}
+
+    def step(state: State, hp: HP, batch: Any) -> State:
+        model = state["w"]
+
+        def of_params(params):
+            return loss({"params": params, "buffers": model["buffers"]}, hp, batch)
+
+        g, buffers = grad(of_params, has_aux=True)(model["params"])
+        slots = {k: v for k, v in state.items() if k != "w"}
+        params, slots = rule.update(model["params"], slots, g, hp)
+        return {"w": {"params": params, "buffers": buffers}, **slots}
+
+    def training_loss(model: Params, hp: HP, batch: Any) -> torch.Tensor:
+        return loss(model, hp, batch)[0]
+
+    def split(model: Params):
+        return model["params"], lambda params: {"params": params, "buffers": model["buffers"]}
+
+    return Dynamics(init, step, training_loss, split)
+
+
+def sgd_rule(lr: Spec = "lr") -> Rule:
+    """w_t = w_{t-1} − η g."""
+
+    def update(w, slots, g, hp):
+        eta = value(hp, lr)
+        return tree_map(lambda w, gw: w - eta * gw, w, g), slots
+
+    return Rule(lambda params: {}, update)
+
+
+def momentum_rule(lr: Spec = "lr", mu: Spec = "momentum") -> Rule:
+    """Heavy-ball momentum, paper eqs. 3–4 (and torch.optim.SGD's, dampening 0):
+    v_t = μ v_{t-1} + g;  w_t = w_{t-1} − η v_t."""
+
+    def update(w, slots, g, hp):
+        eta, m = value(hp, lr), value(hp, mu)
+        v = tree_map(lambda v, gw: m * v + gw, slots["v"], g)
+        return tree_map(lambda w, vw: w - eta * vw, w, v), {"v": v}
+
+    return Rule(lambda params: {"v": tree_map(torch.zeros_like, params)}, update)
+
+
+def adam_rule(lr: Spec = "lr", beta1: Spec = 0.9, beta2: Spec = 0.999, eps: float = 1e-8) -> Rule:
+    """Adam with bias correction, dividing by sqrt(v̂ + ε²) (see `adam`)."""
+
+    def init(params):
+        zeros = tree_map(torch.zeros_like, params)
+        first = next(iter(torch.utils._pytree.tree_leaves(params)))
+        count = torch.zeros((), dtype=first.dtype, device=first.device)
+        return {"m": zeros, "v": tree_map(torch.zeros_like, params), "count": count}
+
+    def update(w, slots, g, hp):
+        eta, b1, b2 = value(hp, lr), value(hp, beta1), value(hp, beta2)
+        count = slots["count"] + 1
+        m = tree_map(lambda m, gw: b1 * m + (1 - b1) * gw, slots["m"], g)
+        v = tree_map(lambda v, gw: b2 * v + (1 - b2) * gw * gw, slots["v"], g)
+        m_correction = 1 - b1**count
+        v_correction = 1 - b2**count
+
+        def move(w, mw, vw):
+            return w - eta * (mw / m_correction) / torch.sqrt(vw / v_correction + eps**2)
+
+        return tree_map(move, w, m, v), {"m": m, "v": v, "count": count}
+
+    return Rule(init, update)
+
+
+def gd(loss: Loss, lr: Spec = "lr") -> Dynamics:
+    """Plain gradient descent: w_t = w_{t-1} − η ∇J_t(w_{t-1})."""
+    return descend(loss, sgd_rule(lr))
 
 
 def scheduled_gd(loss: Loss, steps: int, pieces: int, lr: str = "lr") -> Dynamics:
@@ -95,18 +195,7 @@ def momentum(loss: Loss, lr: Spec = "lr", mu: Spec = "momentum") -> Dynamics:
 
     v_t = μ v_{t-1} + ∇J_t(w_{t-1});  w_t = w_{t-1} − η v_t.
     """
-
-    def init(params: Params, hp: HP) -> State:
-        return {"w": params, "v": tree_map(torch.zeros_like, params)}
-
-    def step(state: State, hp: HP, batch: Any) -> State:
-        eta, m = value(hp, lr), value(hp, mu)
-        g = grad(loss)(state["w"], hp, batch)
-        v = tree_map(lambda v, gw: m * v + gw, state["v"], g)
-        w = tree_map(lambda w, vw: w - eta * vw, state["w"], v)
-        return {"w": w, "v": v}
-
-    return Dynamics(init, step, loss)
+    return descend(loss, momentum_rule(lr, mu))
 
 
 def adam(
@@ -122,29 +211,7 @@ def adam(
     infinite at 0, so the usual placement gives 0·∞ = NaN in both differentiation modes whenever a
     gradient entry is exactly zero. With ε inside, the map is smooth and differs by O(ε).
     """
-
-    def init(params: Params, hp: HP) -> State:
-        zeros = tree_map(torch.zeros_like, params)
-        first = next(iter(torch.utils._pytree.tree_leaves(params)))
-        count = torch.zeros((), dtype=first.dtype, device=first.device)
-        return {"w": params, "m": zeros, "v": tree_map(torch.zeros_like, params), "count": count}
-
-    def step(state: State, hp: HP, batch: Any) -> State:
-        eta, b1, b2 = value(hp, lr), value(hp, beta1), value(hp, beta2)
-        g = grad(loss)(state["w"], hp, batch)
-        count = state["count"] + 1
-        m = tree_map(lambda m, gw: b1 * m + (1 - b1) * gw, state["m"], g)
-        v = tree_map(lambda v, gw: b2 * v + (1 - b2) * gw * gw, state["v"], g)
-        m_correction = 1 - b1**count
-        v_correction = 1 - b2**count
-
-        def update(w, mw, vw):
-            return w - eta * (mw / m_correction) / torch.sqrt(vw / v_correction + eps**2)
-
-        w = tree_map(update, state["w"], m, v)
-        return {"w": w, "m": m, "v": v, "count": count}
-
-    return Dynamics(init, step, loss)
+    return descend(loss, adam_rule(lr, beta1, beta2, eps))
 
 
 def reparametrized(dynamics: Dynamics, natural: Callable[[HP], HP]) -> Dynamics:
@@ -155,4 +222,5 @@ def reparametrized(dynamics: Dynamics, natural: Callable[[HP], HP]) -> Dynamics:
         init=lambda params, hp: dynamics.init(params, natural(hp)),
         step=lambda state, hp, batch: dynamics.step(state, natural(hp), batch),
         loss=None if loss is None else lambda params, hp, batch: loss(params, natural(hp), batch),
+        split=dynamics.split,
     )
