@@ -114,8 +114,12 @@ def tangent_step_of(dynamics: Dynamics) -> Callable:
         def along(z_j, e_j):
             return jvp(lambda s, h: dynamics.step(s, h, batch), (state, hp), (z_j, e_j))
 
-        s_batched, z = vmap(along)(z, basis)
-        return tree_map(lambda x: x[0], s_batched), z
+        s_batched, z_next = vmap(along)(z, basis)
+        state_next = tree_map(lambda x: x[0], s_batched)
+        # Each tangent in its state's dtype: torch 2.13's forward mode can return a float64
+        # tangent of a float32 gradient (a mean's backward beside a λ-weighted term), which
+        # the next step's float32 products would refuse. A no-op where the dtypes agree.
+        return state_next, tree_map(lambda t, x: t.to(x.dtype), z_next, state_next)
 
     return tangent_step
 

@@ -141,14 +141,20 @@ def _hessian_form(
     if dynamics.loss is None:
         raise ValueError("the Hessian form needs the dynamics' training loss (Dynamics.loss)")
     state = _last_state(dynamics, s0, hp, steps, batch_at, compile)
-    w, unravel = _ravel(dynamics.params(state))
+    model = dynamics.params(state)
+    # z = the weights J is minimised over; a module's buffers are held at their last values.
+    weights, rebuild = dynamics.split(model) if dynamics.split else (model, lambda w: w)
+    w, unravel = _ravel(weights)
     batch = batch_at(max(steps, 1))
-    gradient = grad(dynamics.loss)
+    gradient = grad(lambda weights, h: dynamics.loss(rebuild(weights), h, batch))
 
     def residual(x, h):
-        return _ravel(gradient(unravel(x), h, batch))[0]  # ∇_w J, zero at a minimum
+        return _ravel(gradient(unravel(x), h))[0]  # ∇_w J, zero at a minimum
 
-    value, hg, used = implicit(residual, w, hp, lambda x, h: outer(unravel(x), h), solve)
+    def outer_of_z(x, h):
+        return outer(rebuild(unravel(x)), h)
+
+    value, hg, used = implicit(residual, w, hp, outer_of_z, solve)
     return ImplicitHypergradient(value, hg, state, used)
 
 
