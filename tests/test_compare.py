@@ -290,6 +290,22 @@ def test_exact_under_deterministic_budgets(tmp_path: Path) -> None:
     assert other.regressions == [] and set(other.table["mode"]) == {"interval"}
 
 
+def test_another_processor_model_is_compared_by_interval_and_time_not_gated(
+    tmp_path: Path,
+) -> None:
+    """The same torch build on another processor model (AMD EPYC → Intel Xeon) rounds
+    differently: a seeded rerun is compared by interval, not exactly, and its time is shown,
+    not gated."""
+    base = write_runs(tmp_path / "b", with_regret(cost_only(make_records())))
+    moved = with_regret(cost_only(make_records(time_scale=3.0)), 1 + 1e-7, "auxtarget/rtho/1")
+    for record in moved:
+        record["manifest"]["device_name"] = "Another CPU"
+    result = compare(base, write_runs(tmp_path / "c", moved))
+    assert result.regressions == [] and set(result.table["mode"]) == {"interval"}
+    assert set(result.table["time_basis"]) == {"calibrated, not comparable"}
+    assert any("device name" in line and "Another CPU" in line for line in result.differences)
+
+
 def test_f1_is_checked(baseline: Path, tmp_path: Path) -> None:
     records = make_records()
     for record in records:
