@@ -485,8 +485,14 @@ class ModuleTask(Task):
     def finalize(self, hp: dict[str, torch.Tensor]) -> dict:
         if self.cleaning:
             return self._final_cleaning(hp["weights"].detach())
-        ev = self.evaluate(self._config(hp))
-        return {"val_loss": ev.val_loss, "val_acc": ev.val_acc, "test_acc": ev.test_acc}
+        config = self._config(hp)
+        ev = self.evaluate(config)
+        return {
+            "val_loss": ev.val_loss,
+            "val_acc": ev.val_acc,
+            "test_acc": ev.test_acc,
+            "config": config,
+        }
 
     def finalize_schedule(self, hp_at) -> dict:
         if self.cleaning:  # an online run's answer is the cleaning it ends with
@@ -612,29 +618,38 @@ def _cnn_task(name: str, doc: str, **defaults):
 CNNWeightDecay = TASKS.register("cnn-wd")(
     _cnn_task(
         "CNNWeightDecay",
-        "A residual CNN with BatchNorm (3 stages, width 8) on scikit-learn's digits, trained "
-        "by momentum SGD; tunes lr, momentum and one weight decay per convolution or linear "
-        "layer (m = 12).",
+        "A residual CNN with BatchNorm (3 stages, width 8) on 300 of scikit-learn's 8×8 digits, "
+        "trained by momentum SGD for 60 steps; tunes lr, momentum and one weight decay per "
+        "convolution or linear layer (m = 12).",
         model="resnet",
         model_args={"width": 8},
         data="digits",
+        n_train=300,
+        n_val=300,
+        n_test=1197,
+        steps=60,
+        batch_size=32,
+        lr=0.02,
+        momentum=0.5,
+        online_hyper_lr=0.1,
     )
 )
 CNNCleaning = TASKS.register("cnn-clean")(
     _cnn_task(
         "CNNCleaning",
         "Data hyper-cleaning with LeNet-5 on the embedded MNIST digits: one weight per training "
-        "example of a half-corrupted set (the paper's projection and final protocol), trained "
-        "by momentum SGD.",
+        "example of a half-corrupted set of 500 (the paper's projection and final protocol), "
+        "trained by momentum SGD for 100 steps.",
         model="lenet5",
         data="mnist",
-        n_train=1000,
+        n_train=500,
         n_val=500,
         n_test=1000,
-        n_corrupt=500,
+        n_corrupt=250,
+        batch_size=50,
         tune=("example_weights",),
         weight_decay=0.0,
-        lr=0.05,
+        hyper_lr=0.03,
     )
 )
 
