@@ -23,6 +23,9 @@
 #                       results/local/engine-bench-T50.json instead;
 #                       HOBENCH_BENCH_THREADS=1: one torch thread, steadier on a shared machine)
 #                       No --benchmark-only: it would skip the correctness and memory tests.
+#                       Then the module cases (benchmarks/module_engine.py: a ResNet with
+#                       BatchNorm against the ordinary loop and torchopt; MODULE_BENCH_T=100),
+#                       summary in results/local/engine-module.json
 #   make bench-compare  engine benchmarks compared with the latest saved run of the same T; fails
 #                       when a median is more than 25 % slower. The first run, with nothing
 #                       saved, saves the baseline instead (every `make bench-engine` saves too).
@@ -53,6 +56,8 @@ BENCH_STORAGE := .benchmarks
 # One summary per `make bench` run (suite and engine), keyed by commit and date: `hobench history`.
 HISTORY ?= results/local/history.jsonl
 BENCH_NAME := engine-T$(HOBENCH_BENCH_T)
+# The module cases' T (a ResNet with BatchNorm, batch 128; benchmarks/module_engine.py).
+MODULE_BENCH_T ?= 100
 BENCH_FLAGS := benchmarks --benchmark-storage=$(BENCH_STORAGE) --benchmark-sort=name \
 	--benchmark-columns=min,median,max,rounds --benchmark-group-by=group --benchmark-name=short
 
@@ -101,6 +106,7 @@ bench-engine: install
 	@latest=$$(ls $(BENCH_STORAGE)/*/[0-9][0-9][0-9][0-9]_$(BENCH_NAME).json 2>/dev/null \
 		| awk -F/ '{ print $$NF "\t" $$0 }' | sort | tail -n 1 | cut -f 2); \
 	if [ -n "$$latest" ]; then $(VENV)/bin/hobench track "$$latest" --history $(HISTORY); fi
+	$(PY) -m benchmarks.module_engine --steps $(MODULE_BENCH_T)
 
 # The baseline is the latest saved run with the same T (any machine folder under .benchmarks/).
 bench-compare: install
