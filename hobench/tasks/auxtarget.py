@@ -34,6 +34,7 @@ from hobench.tasks.common import (
     DTYPE,
     POSITIVE,
     SOURCE,
+    EpochBatches,
     check_split_fits,
     classification_metrics,
     generator,
@@ -110,7 +111,7 @@ class AuxTarget(Task):
         )
         self.train_aux = downsampled(self.train[0])
         self.dynamics = momentum(self._inner, lr="lr", mu="momentum")
-        self._epochs: dict[tuple[str, int], torch.Tensor] = {}
+        self._streams: dict[tuple[str, int], EpochBatches] = {}
 
     # --- the model ----------------------------------------------------------------------------
     def _params0(self):
@@ -152,17 +153,15 @@ class AuxTarget(Task):
         return F.cross_entropy(logits, self.val[1][idx])
 
     def _batch(self, which: str, t: int, size: int) -> torch.Tensor:
-        """Minibatch t (t = 1, 2, ...) of a seeded epoch-wise shuffle: replayable from t alone."""
-        n = len(self.train[1] if which == "train" else self.val[1])
-        per_epoch = max(1, n // size)
-        epoch, k = divmod(t - 1, per_epoch)
-        key = (which, epoch)
-        if key not in self._epochs:
-            seed = self.seed * 100_003 + epoch * 2 + (which == "val")
-            self._epochs = {
-                key: torch.randperm(n, generator=generator(seed, self.device), device=self.device)
-            }
-        return self._epochs[key][k * size : (k + 1) * size]
+        """Minibatch t (t = 1, 2, ...) of `which` set, seeded by (seed, epoch, set)."""
+        key = (which, size)
+        if key not in self._streams:
+            n = len(self.train[1] if which == "train" else self.val[1])
+            offset = which == "val"
+            self._streams[key] = EpochBatches(
+                n, size, lambda epoch: self.seed * 100_003 + epoch * 2 + offset, self.device
+            )
+        return self._streams[key](t)
 
     def _metrics(self, params) -> Evaluation:
         val_loss, val_acc = classification_metrics(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -50,3 +52,22 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of logits against labels."""
     return float(F.cross_entropy(logits, labels)), accuracy(logits, labels)
+
+
+class EpochBatches:
+    """Minibatch t = 1, 2, ... of n examples: consecutive slices of an epoch-wise shuffle whose
+    permutation is seeded by `seed_of(epoch)`, so a batch is a function of t alone (reverse
+    mode replays it, a rerun is bit-identical); only the current epoch's permutation is kept."""
+
+    def __init__(self, n: int, size: int, seed_of: Callable[[int], int], device) -> None:
+        self.n, self.size, self.seed_of, self.device = n, size, seed_of, device
+        self._epoch: int | None = None
+        self._order: torch.Tensor | None = None
+
+    def __call__(self, t: int) -> torch.Tensor:
+        epoch, k = divmod(t - 1, max(1, self.n // self.size))
+        if epoch != self._epoch:
+            gen = generator(self.seed_of(epoch), self.device)
+            self._order = torch.randperm(self.n, generator=gen, device=self.device)
+            self._epoch = epoch
+        return self._order[k * self.size : (k + 1) * self.size]

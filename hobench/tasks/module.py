@@ -48,7 +48,14 @@ from hobench.hypergrad.dynamics import adam_rule, descend_module, momentum_rule,
 from hobench.hypergrad.module import FunctionalModel, ModuleError
 from hobench.registry import TASKS
 from hobench.tasks.base import Evaluation, GradientProblem, HyperParam, Task, Training
-from hobench.tasks.common import COUNT, DTYPE, POSITIVE, SOURCE, generator, resolve_dtype
+from hobench.tasks.common import (
+    COUNT,
+    DTYPE,
+    POSITIVE,
+    SOURCE,
+    EpochBatches,
+    resolve_dtype,
+)
 from hobench.tasks.hypercleaning import DISCARD_BELOW, f1_score
 from hobench.tasks.models import DATA, MODELS, FactoryError, build_model, load_data
 from hobench.tasks.projection import project_capped_simplex
@@ -264,7 +271,7 @@ class ModuleTask(Task):
         }
         self.learning_rate = "lr" if "lr" in self.tune else None
         self.final_protocol_is_plain_training = not self.cleaning
-        self._epochs: dict[tuple[str, int], torch.Tensor] = {}
+        self._streams: dict[tuple[str, int], EpochBatches] = {}
         self._scores: torch.Tensor | None = None
         self.dynamics = descend_module(self._inner, self._rule())
 
@@ -329,17 +336,15 @@ class ModuleTask(Task):
         return Evaluation(val_loss, val_acc, self._accuracy(model, self.test)[1], steps=self.steps)
 
     def _batch(self, which: str, t: int, size: int) -> torch.Tensor:
-        """Minibatch t (t = 1, 2, ...) of a seeded epoch-wise shuffle: replayable from t alone."""
-        n = len(self.train[1] if which == "train" else self.val[1])
-        per_epoch = max(1, n // size)
-        epoch, k = divmod(t - 1, per_epoch)
-        key = (which, epoch)
-        if key not in self._epochs:
-            seed = self.seed * 100_003 + epoch * 2 + (which == "val")
-            self._epochs = {
-                key: torch.randperm(n, generator=generator(seed, self.device), device=self.device)
-            }
-        return self._epochs[key][k * size : (k + 1) * size]
+        """Minibatch t (t = 1, 2, ...) of `which` set, seeded by (seed, epoch, set)."""
+        key = (which, size)
+        if key not in self._streams:
+            n = len(self.train[1] if which == "train" else self.val[1])
+            offset = which == "val"
+            self._streams[key] = EpochBatches(
+                n, size, lambda epoch: self.seed * 100_003 + epoch * 2 + offset, self.device
+            )
+        return self._streams[key](t)
 
     # --- hyperparameters: the black-box space and the gradient coordinates -----------------------
     def space(self) -> list[HyperParam]:
@@ -505,28 +510,26 @@ class ModuleTask(Task):
         return super().finalize_config(config)
 
     # --- per-example weights: the final protocol and the black-box family ------------------------
-    def _train_on(self, X: torch.Tensor, y: torch.Tensor, weights=None, seed_offset: int = 0):
+    def _train_on(self, X: torch.Tensor, y: torch.Tensor, seed_offset: int = 0):
         """T steps of the task's optimiser at its fixed hyperparameters on (X, y), minibatches
         of a seeded shuffle of these examples; the trained model."""
-        hp = self.fixed
         n = len(y)
-        size = min(self.batch_size, n)
-        per_epoch = max(1, n // size)
-        order = None
+        batches = EpochBatches(
+            n,
+            min(self.batch_size, n),
+            lambda epoch: self.seed * 100_003 + 7 * epoch + 1 + seed_offset,
+            self.device,
+        )
 
-        def loss(model, h, idx):
+        def loss(model, hp, idx):
             out, buffers = self.net.train_forward(model, X[idx])
             return F.cross_entropy(self._logits(out), y[idx]), buffers
 
         dynamics = descend_module(loss, self._rule())
-        state = dynamics.init(self._params0(), hp)
+        state = dynamics.init(self._params0(), self.fixed)
         with torch.no_grad():
             for t in range(1, self.steps + 1):
-                epoch, k = divmod(t - 1, per_epoch)
-                if k == 0:
-                    gen = generator(self.seed * 100_003 + 7 * epoch + 1 + seed_offset, self.device)
-                    order = torch.randperm(n, generator=gen, device=self.device)
-                state = dynamics.step(state, hp, order[k * size : (k + 1) * size])
+                state = dynamics.step(state, self.fixed, batches(t))
         return dynamics.params(state)
 
     def _retrain(self, keep: torch.Tensor) -> float:
