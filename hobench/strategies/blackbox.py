@@ -287,6 +287,8 @@ class GridSearch(OptunaStrategy):
 class Default(Strategy):
     """One training run at the task's default hyperparameters (the paper's Vanilla row)."""
 
+    family = "reference"  # the docs' family column (tools/readme_figures.py)
+
     def run(self, task, budget, rng, recorder):
         config = task.default_config()
         costs = priced(task, budget)
