@@ -100,7 +100,7 @@ def test_the_reference_pages_show_every_parameter_with_its_domain():
 
     page = figures.registry_reference("strategies")
     for name in STRATEGIES.names():
-        assert f"## `{name}`" in page
+        assert f"### `{name}`" in page
     assert "| `n_startup_trials` | `5` | an integer >= 0 |" in page  # tpe, bohb, gp
 
 

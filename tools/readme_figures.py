@@ -253,7 +253,7 @@ def registry_reference(kind: str) -> str:
     for name, cls in _by_family([(name, registry.get(name)) for name in registry.names()]):
         where = cls.__module__
         plugin = "" if where.startswith("hobench.") else " (plugin)"
-        out.append(f"## `{name}`\n")
+        out.append(f"### `{name}`\n")
         out.append(f"*{family(cls)}*{plugin} · `{where}.{cls.__qualname__}`\n")
         doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "(no description)")
         out.append(doc + "\n")

@@ -255,7 +255,10 @@ class GridSearch(OptunaStrategy):
     and step limits pay for; with only a seconds limit it is `points_per_dim` per dimension
     (default 5) and the clock decides how much of it runs. The points are enqueued into the
     study: Optuna's GridSampler stops its study from inside `tell`, which only works under
-    `optimize`."""
+    `optimize`.
+
+    Points are cell-centred, spaced geometrically on log scales.
+    """
 
     domains = {
         "points_per_dim": Interval(0, integer=True, meaning="0 sizes it by the budget"),
