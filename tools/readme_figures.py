@@ -151,7 +151,18 @@ def ranks(report: str) -> str:
     friedman = re.search(r"Friedman χ² = ([0-9.]+), p = ([0-9.e+-]+) over (\d+) blocks", after)
     cd = re.search(r"CD = ([0-9.]+) ranks", after).group(1)
     seeds = int(friedman.group(3)) // len(tasks)
+    (first, rank1), (second, rank2) = [(row[0], float(row[1])) for row in rows[1:3]]
+    if rank2 - rank1 > float(cd):
+        reading = (
+            f"`{first}` ranks first, apart from every other strategy by more than the critical "
+            "difference"
+        )
+    else:
+        reading = (
+            f"`{first}` ranks first, not separated from `{second}` (within the critical difference)"
+        )
     legend = (
+        f"{reading}. "
         f"{heading.strip('*')}: the strategies that ran on every task of the suite, {seeds} "
         "paired seeds each. Rank 1 is the best of a task-seed block (by regret on ridge, else by "
         "test accuracy); a task's column is its mean rank over the seeds, and in brackets the "
