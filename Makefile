@@ -15,8 +15,8 @@
 #                       `hobench history FILE --plot out.png` shows each metric over commits.
 #   make bench-engine   engine benchmarks: timings (saved under .benchmarks/ by T), peak
 #                       memory, the target ratios; summary also in results/local/engine-bench.json
-#                       (the committed results/engine-bench.json, which the README quotes, is a
-#                       copy of one such run; `make readme` rewrites the README from it)
+#                       (the committed results/engine-bench.json, which docs/engine.md quotes, is
+#                       a copy of one such run; `make readme` rewrites that page from it)
 #                       (HOBENCH_BENCH_T=50 make bench-engine: a quicker run, T = 50 steps;
 #                       45 s before the compiled path, 14 min after on a machine shared with
 #                       other work, every process compiling its own; its summary goes to
