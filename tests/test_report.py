@@ -347,12 +347,15 @@ def test_renderers_contain_the_cells(runs: pd.DataFrame) -> None:
     assert markdown.splitlines()[2].startswith("| strategy | seeds ok |")
     latex = to_latex(table)
     assert r"\begin{tabular}{lrrrrrrrrrr}" in latex
+    assert r"\toprule" in latex and r"\bottomrule" in latex  # booktabs
+    assert r"\caption[Task hypercleaning]{Task hypercleaning. Task kind" in latex
     assert r"reverse-hg & 3 & 90.00 $\pm$ 2.48 &" in latex
     assert r"test accuracy (\%)" in latex
     page = to_html(table)
     assert "<td>reverse-hg</td><td>3</td><td>90.00 ± 2.48</td>" in page
     assert page.count("<tr>") == 1 + 3
     assert tex_escape("a_b & 50% #1 {x} ~ –") == r"a\_b \& 50\% \#1 \{x\} \textasciitilde{} --"
+    assert tex_escape("−0.18") == "-0.18"  # ASCII minus
     table.rows[0][0] = "<b>|x"
     assert "&lt;b&gt;|x" in to_html(table)
     assert r"<b>\|x" in to_markdown(table)
@@ -499,6 +502,9 @@ def test_write_report_files(report: Path) -> None:
     ]
     for png in (out / "figures").glob("*.png"):
         assert png.read_bytes().startswith(PNG_MAGIC)
+        # every figure also as a PDF, for a paper
+        assert png.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+    assert len(list((out / "figures").glob("*.pdf"))) == len(pngs)
     for stem in ("paper-hypercleaning-embedded", "task-auxtarget", "ranks"):
         for suffix in (".md", ".tex", ".html"):
             assert (out / "tables" / f"{stem}{suffix}").is_file()

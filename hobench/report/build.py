@@ -222,7 +222,7 @@ def write_report(
     if engine is not None:
         tables.append(engine_table(Path(engine)))
     write_tables(tables, out / "tables")
-    figure_dir = _clear(out / "figures", ("*.png",))
+    figure_dir = _clear(out / "figures", ("*.png", "*.pdf"))
     figures = all_figures(runs, trajectories, figure_dir)
     colors = strategy_colors([str(s) for s in pd.unique(runs["strategy"])])
     path = plot_crossover(knobs, figure_dir / CROSSOVER_FIGURE, colors)

@@ -10,6 +10,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hobench.report.plots import _save
 from hobench.report.stats import ALPHA, RankSet, nemenyi
 from hobench.report.tables import file_stem
 
@@ -32,8 +33,7 @@ def plot_critical_difference(rank_set: RankSet, path: Path) -> tuple[Path, str] 
     # joins every strategy, which is itself the finding.
     with contextlib.redirect_stdout(io.StringIO()):  # autorank prints its tables
         plot_stats(result, allow_insignificant=True, ax=ax)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, facecolor="white")
+    _save(fig, path, facecolor="white")
     verdict = (
         f"Friedman p = {result.pvalue:.2g} < {ALPHA}: some mean ranks differ"
         if result.pvalue < ALPHA

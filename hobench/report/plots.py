@@ -61,9 +61,17 @@ def _figure(nrows: int, ncols: int, width: float, height: float) -> tuple[Figure
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
-def _save(fig: Figure, path: Path) -> Path:
+# Every figure is written twice: the PNG the report shows, and a PDF beside it (same stem),
+# vector graphics for a paper.
+VECTOR_SUFFIX = ".pdf"
+
+
+def _save(fig: Figure, path: Path, **kwargs) -> Path:
+    """`path` (a PNG) and its PDF twin; returns the PNG's path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, **kwargs)
+    # No creation date in the PDF, so a regenerated report differs only where a figure does.
+    fig.savefig(path.with_suffix(VECTOR_SUFFIX), metadata={"CreationDate": None}, **kwargs)
     return path
 
 

@@ -729,8 +729,12 @@ _TEX_SPECIAL = {
 }
 # Applied after escaping, so the math these introduce is not escaped again.
 _TEX_UNICODE = {
+    "χ²": r"$\chi^2$",
     "±": r"$\pm$",
+    "≥": r"$\ge$",
+    "α": r"$\alpha$",
     "–": "--",
+    "−": "-",  # U+2212: an ASCII minus, so a table pasted into a paper compiles anywhere
     "—": "---",
     "“": "``",
     "”": "''",
@@ -755,25 +759,22 @@ def tex_escape(text: str) -> str:
 
 
 def to_latex(table: Table) -> str:
-    """A `table` environment with a plain `tabular` (no packages needed)."""
-    align = "l" + "r" * (len(table.header) - 1)
+    """A `table` environment through pandas' Styler: booktabs rules (`\\usepackage{booktabs}`),
+    the title as the short caption (for a list of tables), cells escaped by `tex_escape` (so
+    minus signs are ASCII and ± is math)."""
+    header = [tex_escape(h) for h in table.header]
+    frame = pd.DataFrame([[tex_escape(c) for c in row] for row in table.rows], columns=header)
     text = table.full_caption()
     caption = tex_escape(f"{table.title}. {text}" if text else table.title)
-    lines = [
-        r"\begin{table}[ht]",
-        r"\centering",
-        rf"\caption{{{caption}}}",
-        rf"\label{{tab:{table.name}}}",
-        rf"\begin{{tabular}}{{{align}}}",
-        r"\hline",
-        " & ".join(tex_escape(h) for h in table.header) + r" \\",
-        r"\hline",
-        *(" & ".join(tex_escape(c) for c in row) + r" \\" for row in table.rows),
-        r"\hline",
-        r"\end{tabular}",
-        r"\end{table}",
-    ]
-    return "\n".join(lines) + "\n"
+    styler = frame.style.hide(axis="index")
+    return styler.to_latex(
+        column_format="l" + "r" * (len(header) - 1),
+        position="ht",
+        position_float="centering",
+        hrules=True,
+        label=f"tab:{table.name}",
+        caption=(caption, tex_escape(table.title)),
+    )
 
 
 def to_html(table: Table) -> str:
