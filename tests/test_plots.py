@@ -200,3 +200,12 @@ def test_memory_figure_uses_added_rss(tmp_path: Path) -> None:
     # Older records without it fall back to the whole process, and say so.
     fig = memory_figure(load_runs(write_runs(tmp_path / "old", make_records())))
     assert all("whole worker process" in ax.get_xlabel() for ax in fig.axes)
+
+
+def test_no_memory_figure_where_every_strategy_adds_the_same(tmp_path: Path) -> None:
+    records = make_records()
+    for record in records:
+        record["resources"]["added_rss_mb"] = 75.6  # the data, the same for every strategy
+    assert memory_figure(load_runs(write_runs(tmp_path / "same", records))) is None
+    records[0]["resources"]["added_rss_mb"] = 235.0  # one strategy's cell stores more
+    assert memory_figure(load_runs(write_runs(tmp_path / "differs", records))) is not None

@@ -380,10 +380,26 @@ def memory_metrics(runs: pd.DataFrame) -> list[tuple[str, str]]:
     return metrics
 
 
+# Strategies whose mean memory on a task differs by no more than this add "the same" memory.
+SAME_MEMORY_MB = 1.0
+
+
+def memory_differs(runs: pd.DataFrame, column: str) -> bool:
+    """Whether, on some task, the strategies' mean memory in `column` differs by more than
+    SAME_MEMORY_MB: where every strategy adds the same, a memory figure shows nothing."""
+    ok = _ok(runs).dropna(subset=[column])
+    for _, cells in ok.groupby("task", sort=False):
+        means = cells.groupby("strategy")[column].mean()
+        if len(means) and means.max() - means.min() > SAME_MEMORY_MB:
+            return True
+    return False
+
+
 def memory_figure(runs: pd.DataFrame, colors: dict | None = None) -> Figure | None:
-    """The memory figure of `plot_memory`, not yet saved; None when no memory is recorded."""
+    """The memory figure of `plot_memory`, not yet saved; None when no memory is recorded, or
+    when on every task every strategy adds the same memory (within SAME_MEMORY_MB)."""
     ok = _ok(runs)
-    metrics = memory_metrics(runs)
+    metrics = [(c, label) for c, label in memory_metrics(runs) if memory_differs(runs, c)]
     if not metrics:
         return None
     colors = _colors(runs, colors)
