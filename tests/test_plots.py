@@ -17,6 +17,7 @@ from hobench.report import load_runs, load_trajectories
 from hobench.report.plots import (
     anytime_curve,
     anytime_figure,
+    median_ci,
     memory_figure,
     performance_profile,
     performance_profile_figure,
@@ -114,7 +115,7 @@ def test_anytime_figure_draws_every_strategy_to_its_budget(tmp_path: Path) -> No
     runs, points = _fixture(tmp_path)
     assert (points[points["strategy"] == "default"].groupby("cell").size() == 1).all()
     fig = anytime_figure(runs, points, "auxtarget")
-    wall_ax, cost_ax = fig.axes
+    wall_ax, cost_ax = fig.axes[:2]
     # One step line per strategy, the single-point `default` included.
     cost_lines = [line for line in cost_ax.get_lines() if line.get_drawstyle() == "steps-post"]
     assert len(cost_lines) == len(WITH_DEFAULT)
@@ -128,6 +129,26 @@ def test_anytime_figure_draws_every_strategy_to_its_budget(tmp_path: Path) -> No
     assert steps[0].get_xdata()[-1] == wall_ends["resources.wall_s"].max()
     labels = [text.get_text() for text in fig.legends[0].get_texts()]
     assert labels == [f"{s} (n=3)" for s in WITH_DEFAULT]
+    assert overlapping_texts(fig) == []
+
+
+def test_the_median_band_is_a_seeded_bootstrap_of_the_median() -> None:
+    curves = np.array([[1.0, 4.0], [2.0, 4.0], [3.0, 4.0], [10.0, 4.0]])
+    low, high = median_ci(curves)
+    again = median_ci(curves)
+    np.testing.assert_array_equal(low, again[0])  # the same band on every rebuild
+    assert low[0] <= np.median(curves[:, 0]) <= high[0] and high[0] <= 10.0
+    assert low[1] == high[1] == 4.0  # seeds that agree: no band
+
+
+def test_the_anytime_figure_adds_test_accuracy_where_the_tables_rank_by_it(tmp_path) -> None:
+    runs, points = _fixture(tmp_path)
+    fig = anytime_figure(runs, points, "auxtarget")
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    if points["incumbent_test_acc"].notna().any():
+        assert len(fig.axes) == 4 and labels[2:] == ["incumbent test accuracy (%)"] * 2
+    else:
+        assert len(fig.axes) == 2
     assert overlapping_texts(fig) == []
 
 

@@ -161,6 +161,23 @@ def median_band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 Seed = tuple[np.ndarray, np.ndarray, float]  # a seed's points (x, y) and the x its budget ends at
 
+# The confidence band of the anytime median: a percentile bootstrap over seeds.
+BAND_LEVEL, BAND_BOOT = 0.95, 400
+
+
+def median_ci(
+    curves: np.ndarray, level: float = BAND_LEVEL, n_boot: int = BAND_BOOT, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile-bootstrap interval of the median over seeds (rows) at every column: seeds
+    resampled with replacement `n_boot` times from `numpy.random.default_rng(seed)`, so the band
+    is the same on every rebuild. One seed gives a zero-width band (nothing to resample)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, curves.shape[0], size=(n_boot, curves.shape[0]))
+    medians = np.median(curves[draws], axis=1)  # (n_boot, columns)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(medians, [alpha, 1.0 - alpha], axis=0)
+    return low, high
+
 
 def anytime_curve(seeds: Sequence[Seed]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Median and quartiles over seeds of their incumbent step functions, each held at its last
@@ -174,6 +191,16 @@ def anytime_curve(seeds: Sequence[Seed]) -> tuple[np.ndarray, np.ndarray, np.nda
     curves = np.array([step_values(x, y, breaks) for x, y, _ in seeds])
     defined, median, q25, q75 = median_band(curves)
     return breaks[defined], median, q25, q75
+
+
+def anytime_ci(seeds: Sequence[Seed]) -> tuple[np.ndarray, np.ndarray]:
+    """The bootstrap interval of `anytime_curve`'s median (`median_ci`), at the same x."""
+    breaks = np.unique(np.concatenate([np.append(x, end) for x, _, end in seeds]))
+    curves = np.array([step_values(x, y, breaks) for x, y, _ in seeds])
+    defined = ~np.isnan(curves).any(axis=0)
+    if not defined.any():
+        return np.empty(0), np.empty(0)
+    return median_ci(curves[:, defined])
 
 
 # Wall-clock is what a user waits for; cost (FLOPs, in plain-training equivalents) is the
@@ -217,9 +244,9 @@ def _cell_ends(runs: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
 
 def anytime_curves(
     points: pd.DataFrame, ends: pd.Series, x: str, y: str
-) -> dict[str, tuple[int, tuple[np.ndarray, ...]]]:
-    """Per strategy, `(seeds, anytime_curve(...))` of `y` against `x`; a cell ends at
-    `ends[cell]` or, where that is unknown or earlier, at its last point."""
+) -> dict[str, tuple[int, tuple[np.ndarray, ...], tuple[np.ndarray, np.ndarray]]]:
+    """Per strategy, `(seeds, anytime_curve(...), anytime_ci(...))` of `y` against `x`; a cell
+    ends at `ends[cell]` or, where that is unknown or earlier, at its last point."""
     curves = {}
     for strategy, group in points.dropna(subset=[x]).groupby("strategy", sort=False):
         seeds = []
@@ -229,7 +256,7 @@ def anytime_curves(
             seeds.append((xs, seed[y].to_numpy(), float(end)))
         curve = anytime_curve(seeds)
         if curve[0].size:
-            curves[str(strategy)] = (len(seeds), curve)
+            curves[str(strategy)] = (len(seeds), curve, anytime_ci(seeds))
     return curves
 
 
@@ -239,15 +266,17 @@ def _anytime_panel(ax: Axes, curves: dict, colors: dict, log_y: bool) -> None:
         ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", va="center")
         ax.set(xticks=[], yticks=[])
         return
-    for strategy, (_, (xs, median, q25, q75)) in curves.items():
+    for strategy, (_, (xs, median, q25, q75), (low, high)) in curves.items():
         color = colors[strategy]
         # A dot where each line starts, and fewer-point lines on top: a flat line (one point)
         # lying on another strategy's line is still seen.
         zorder = 2.5 + 1.0 / len(xs)
         ax.step(xs, median, where="post", color=color, lw=2, label=strategy, zorder=zorder)
         ax.plot(xs[:1], median[:1], "o", color=color, markersize=6, zorder=zorder)
-        ax.fill_between(xs, q25, q75, step="post", color=color, alpha=0.15, lw=0)
-    drawn = [curve for _, curve in curves.values()]
+        # Light: the interquartile range of the seeds; dark: the median's 95 % bootstrap band.
+        ax.fill_between(xs, q25, q75, step="post", color=color, alpha=0.08, lw=0)
+        ax.fill_between(xs, low, high, step="post", color=color, alpha=0.25, lw=0)
+    drawn = [curve for _, curve, _ in curves.values()]
     _maybe_log_x(ax, np.concatenate([xs for xs, *_ in drawn]))
     if log_y:
         _log_scale(ax, "y", np.concatenate([np.concatenate(c[1:]) for c in drawn]))
@@ -261,23 +290,41 @@ def anytime_figure(
     if not points["incumbent_val_loss"].notna().any():
         return None
     cells = _ok(runs[runs["task"] == task])
-    y, ylabel, log_y = anytime_metric(points, _has_regret(cells))
+    rows = [anytime_metric(points, _has_regret(cells))]
+    if _ranks_by_accuracy(cells, points):  # the metric the tables rank by, beside the search's
+        points = points.assign(**{TEST_ACC_PCT: 100.0 * points["incumbent_test_acc"]})
+        rows.append((TEST_ACC_PCT, "incumbent test accuracy (%)", False))
     colors = _colors(points, colors)
-    fig, axes = _figure(1, 2, width=12.5, height=5.4)
+    fig, axes = _figure(len(rows), 2, width=12.5, height=5.4 if len(rows) == 1 else 9.0)
     seeds: dict[str, int] = {}
-    for ax, (x, end_columns, xlabel, title) in zip(axes[0], ANYTIME_AXES, strict=True):
-        curves = anytime_curves(points, _cell_ends(cells, end_columns), x, y)
-        _anytime_panel(ax, curves, colors, log_y)
-        ax.set(xlabel=xlabel, ylabel=ylabel + (" (log)" if log_y else ""), title=title)
-        seeds.update({strategy: n for strategy, (n, _) in curves.items()})
+    for index, (row, (y, ylabel, log_y)) in enumerate(zip(axes, rows, strict=True)):
+        for ax, (x, end_columns, xlabel, title) in zip(row, ANYTIME_AXES, strict=True):
+            curves = anytime_curves(points, _cell_ends(cells, end_columns), x, y)
+            _anytime_panel(ax, curves, colors, log_y)
+            ax.set(xlabel=xlabel, ylabel=ylabel + (" (log)" if log_y else ""))
+            if index == 0:
+                ax.set_title(title)
+            seeds.update({strategy: n for strategy, (n, _, _) in curves.items()})
     order = [s for s in colors if s in seeds]
     handles = [mpl.lines.Line2D([], [], color=colors[s], lw=2) for s in order]
     _legend_below(fig, handles, [f"{s} (n={seeds[s]})" for s in order], "strategy (seeds)")
     fig.suptitle(
-        f"Anytime performance, task {task}: median over seeds, band = interquartile range; "
-        "each line runs to the end of its budget"
+        f"Anytime, task {task}: median over seeds, dark band = its 95 % bootstrap CI, "
+        "light = IQR; lines run to each budget's end"
     )
     return fig
+
+
+TEST_ACC_PCT = "incumbent_test_acc_pct"
+
+
+def _ranks_by_accuracy(cells: pd.DataFrame, points: pd.DataFrame) -> bool:
+    """Whether the tables rank this task by test accuracy (no regret) and the trajectory records
+    the incumbent's test accuracy, so the anytime figure can show it."""
+    if _has_regret(cells) or "final.test_acc" not in cells:
+        return False
+    recorded = "incumbent_test_acc" in points and points["incumbent_test_acc"].notna().any()
+    return bool(cells["final.test_acc"].notna().any() and recorded)
 
 
 def plot_anytime(
@@ -288,10 +335,11 @@ def plot_anytime(
     colors: dict | None = None,
 ) -> Path | None:
     """Incumbent validation loss (regret where the trajectory records it) vs wall-clock (left)
-    and vs cost in plain-training equivalents (right) for one task: median over seeds with the
-    interquartile band, one step line per strategy, each seed held at its last incumbent to the
-    end of its cell (`resources.wall_s`; `budget.cost`). Log y where the task has a known
-    optimum. A panel whose x is missing from every point (older records) says so."""
+    and vs cost in plain-training equivalents (right) for one task: median over seeds with its
+    95 % bootstrap band and the interquartile band, one step line per strategy (a second row of
+    the incumbent's test accuracy on tasks the tables judge by it), each seed held at its last
+    incumbent to the end of its cell (`resources.wall_s`; `budget.cost`). Log y where the task
+    has a known optimum. A panel whose x is missing from every point (older records) says so."""
     with _style():
         fig = anytime_figure(runs, trajectories, task, colors)
         return None if fig is None else _save(fig, path)
@@ -624,7 +672,10 @@ def _anytime_caption(runs: pd.DataFrame, trajectories: pd.DataFrame, task: str) 
     return (
         f"Task {task}: {what}{' on a log axis' if log_y else ''} against wall-clock and "
         "against cost (seconds; FLOPs in plain-training equivalents, the budget's unit), every ok "
-        "strategy: the median over seeds as a step line, band = interquartile range. Each seed "
+        "strategy: the median over seeds as a step line, the dark band its 95 % percentile "
+        "bootstrap interval over seeds, the light band the interquartile range; on tasks judged "
+        "by test accuracy a second row shows the incumbent's test accuracy during the search "
+        "(before the task's final protocol, whose result the tables report). Each seed "
         "holds its last incumbent to the end of its cell (its wall-clock; its cost budget), so a "
         "strategy with one point is a flat line. An x axis is logarithmic where its values span "
         "more than a factor 10."
