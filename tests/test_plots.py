@@ -19,6 +19,8 @@ from hobench.report.plots import (
     anytime_figure,
     median_ci,
     memory_figure,
+    pareto_figure,
+    pareto_front,
     performance_profile,
     performance_profile_figure,
     performance_ratios,
@@ -149,6 +151,25 @@ def test_the_anytime_figure_adds_test_accuracy_where_the_tables_rank_by_it(tmp_p
         assert len(fig.axes) == 4 and labels[2:] == ["incumbent test accuracy (%)"] * 2
     else:
         assert len(fig.axes) == 2
+    assert overlapping_texts(fig) == []
+
+
+def test_the_pareto_front_is_what_nothing_beats_on_both_cost_and_score() -> None:
+    points = pd.DataFrame(
+        {"cost": [1.0, 1.05, 6.0, 15.0, 15.0], "score": [0.7, 0.7, 0.02, 0.03, 0.2]},
+        index=["default", "early", "rtho", "reverse", "random"],
+    )
+    # lower is better: early costs more for the same score; reverse and random cost more than
+    # rtho for a worse score
+    assert pareto_front(points, higher=False) == ["default", "rtho"]
+    assert pareto_front(points.assign(score=-points["score"]), higher=True) == ["default", "rtho"]
+
+
+def test_the_pareto_figure_has_a_panel_per_task(tmp_path: Path) -> None:
+    runs, _ = _fixture(tmp_path)
+    fig = pareto_figure(runs)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == [f"task {t}" for t in pd.unique(runs["task"])]
     assert overlapping_texts(fig) == []
 
 

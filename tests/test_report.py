@@ -498,6 +498,7 @@ def test_write_report_files(report: Path) -> None:
         "critical-difference-1.png",
         "lambdas.png",
         "memory.png",
+        "pareto.png",
         "performance-profile.png",
     ]
     for png in (out / "figures").glob("*.png"):

@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hobench.report.stats import score_metric, t_interval
 from hobench.report.tables import file_stem
 
 DPI = 110
@@ -408,6 +409,114 @@ def plot_accuracy_vs_time(
         return _save(fig, path)
 
 
+# --- Pareto: the ranked metric against cost --------------------------------------------------
+
+
+def pareto_front(points: pd.DataFrame, higher: bool) -> list[str]:
+    """The strategies (index of `points`, columns `cost` and `score`) no other strategy beats
+    on both: at most its cost and at least as good a score, one of them strictly; by cost."""
+    front = []
+    for name, row in points.iterrows():
+        better = points["score"] >= row["score"] if higher else points["score"] <= row["score"]
+        strictly = (points["cost"] < row["cost"]) | (
+            points["score"] > row["score"] if higher else points["score"] < row["score"]
+        )
+        if not ((points["cost"] <= row["cost"]) & better & strictly).any():
+            front.append(str(name))
+    return sorted(front, key=lambda name: points.loc[name, "cost"])
+
+
+def pareto_figure(runs: pd.DataFrame, colors: dict | None = None) -> Figure | None:
+    """Per task, each strategy's mean ranked metric (regret, test accuracy or test MSE, as the
+    tables) against its mean cost in plain runs, with 95 % t-intervals over seeds on both, and
+    the Pareto front (cheaper and better than nothing else) joined by a dashed line."""
+    ok = _ok(runs).dropna(subset=["resources.cost"])
+    panels = []
+    for task, cells in ok.groupby("task", sort=False):
+        judged, higher = score_metric(cells)
+        cells = cells.dropna(subset=[judged])
+        if cells.empty:
+            continue
+        scale = 100.0 if judged == "final.test_acc" else 1.0
+        rows = {}
+        for strategy, group in cells.groupby("strategy", sort=False):
+            cost, cost_low, cost_high = t_interval(group["resources.cost"])
+            score, low, high = t_interval(scale * group[judged])
+            rows[str(strategy)] = {
+                "cost": cost,
+                "cost_err": 0.0 if np.isnan(cost_low) else cost - cost_low,
+                "score": score,
+                "score_err": 0.0 if np.isnan(low) else score - low,
+            }
+        label = {"final.test_acc": "test accuracy (%)", "final.regret": "regret"}.get(
+            judged, judged.removeprefix("final.")
+        )
+        panels.append((str(task), pd.DataFrame.from_dict(rows, orient="index"), higher, label))
+    if not panels:
+        return None
+    colors = _colors(runs, colors)
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = _figure(nrows, ncols, width=max(7.5, 4.6 * ncols), height=4.2 * nrows + 1.0)
+    for ax, (task, points, higher, label) in zip(axes.flat, panels, strict=False):
+        for strategy, row in points.iterrows():
+            ax.errorbar(
+                row["cost"],
+                row["score"],
+                xerr=row["cost_err"],
+                yerr=row["score_err"],
+                fmt="o",
+                color=colors[str(strategy)],
+                markersize=7,
+                capsize=3,
+                zorder=3,
+            )
+        front = pareto_front(points, higher)
+        ax.plot(
+            points.loc[front, "cost"],
+            points.loc[front, "score"],
+            "--",
+            color="0.35",
+            lw=1.2,
+            zorder=2,
+        )
+        _maybe_log_x(ax, points["cost"].to_numpy())
+        if label == "regret" and (points["score"] > 0).all():
+            _log_scale(ax, "y", points["score"].to_numpy())
+        better = "higher" if higher else "lower"
+        ax.set(
+            title=f"task {task}",
+            xlabel="cost spent (plain runs)",
+            ylabel=f"{label}, {better} is better",
+        )
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    shown = [s for s in colors if s in set(ok["strategy"])]
+    handles = [
+        mpl.lines.Line2D([], [], marker="o", ls="", color=colors[s], markersize=8) for s in shown
+    ]
+    _legend_below(fig, handles, shown, "strategy")
+    fig.suptitle(
+        "Score against cost: means over seeds with 95 % t-intervals; dashed = Pareto front"
+    )
+    return fig
+
+
+def plot_pareto(runs: pd.DataFrame, path: Path, colors: dict | None = None) -> Path | None:
+    with _style():
+        fig = pareto_figure(runs, colors)
+        return None if fig is None else _save(fig, path)
+
+
+PARETO_CAPTION = (
+    "Per task, each strategy's final score as the tables rank it (regret, else test accuracy, "
+    "else test mean squared error) against the cost its search spent, in plain-training "
+    "equivalents: means over the ok seeds with 95 % Student-t intervals on both axes. The dashed "
+    "line joins the Pareto front, the strategies no other is both cheaper than (or as cheap as) "
+    "and at least as good as."
+)
+
+
 ADDED_RSS = "resources.added_rss_mb"
 WHOLE_RSS = "resources.peak_rss_mb"
 CUDA_PEAK = "resources.cuda_peak_mb"
@@ -729,6 +838,7 @@ def all_figures(
             "more than a factor 10), one panel per task: dots = seeds, diamonds = mean over "
             "seeds.",
         ),
+        (plot_pareto(runs, out_dir / "pareto.png", colors), PARETO_CAPTION),
         (plot_memory(runs, out_dir / "memory.png", colors), _memory_caption(runs)),
         (
             plot_lambdas(runs, out_dir / "lambdas.png"),
