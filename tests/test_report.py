@@ -509,6 +509,9 @@ def test_write_report_files(report: Path) -> None:
     for stem in ("paper-hypercleaning-embedded", "task-auxtarget", "ranks"):
         for suffix in (".md", ".tex", ".html"):
             assert (out / "tables" / f"{stem}{suffix}").is_file()
+    # a task table also fits one column of a paper: strategy, metric ± CI, vs best
+    slim = (out / "tables" / "task-auxtarget-narrow.tex").read_text()
+    assert r"\begin{tabular}{lrr}" in slim and "strategy & test accuracy (\\%) & vs best" in slim
 
     markdown = (out / "REPORT.md").read_text()
     for png in pngs:

@@ -40,6 +40,7 @@ from hobench.report.tables import (
     SUMMARY_NAME,
     Table,
     all_tables,
+    narrow,
     to_latex,
     to_markdown,
 )
@@ -172,9 +173,16 @@ def _clear(directory: Path, patterns: Sequence[str]) -> Path:
 
 
 def write_tables(tables: Sequence[Table], directory: Path) -> list[Path]:
-    """Each table as `<name>.md`, `<name>.tex` and a standalone `<name>.html`."""
+    """Each table as `<name>.md`, `<name>.tex` and a standalone `<name>.html`; a task table also
+    as `<name>-narrow.tex`, one paper column wide (strategy, metric ± CI, vs best)."""
     _clear(directory, ("*.md", "*.tex", "*.html"))
     written = []
+    for table in tables:
+        slim = narrow(table)
+        if slim is not None:
+            path = directory / f"{slim.name}.tex"
+            path.write_text(to_latex(slim), encoding="utf-8")
+            written.append(path)
     for table in tables:
         for suffix, text in (
             (".md", to_markdown(table)),

@@ -758,6 +758,29 @@ def tex_escape(text: str) -> str:
     return out
 
 
+VERSUS = "vs best (Holm p)"
+
+
+def narrow(table: Table) -> Table | None:
+    """A one-column variant of a task table for a paper: strategy, the metric it is judged by
+    (mean ± CI) and the test against the best; None for a table without that test."""
+    if VERSUS not in table.header:
+        return None
+    versus = table.header.index(VERSUS)
+    metric = versus - 1
+    if table.header[metric] == "test-set SE (pts)":
+        metric -= 1
+    keep = [0, metric, versus]
+    return Table(
+        name=f"{table.name}-narrow",
+        title=table.title,
+        header=["strategy", table.header[metric], "vs best"],
+        rows=[[row[i] for i in keep] for row in table.rows],
+        caption=table.caption,
+        data=table.data,
+    )
+
+
 def to_latex(table: Table) -> str:
     """A `table` environment through pandas' Styler: booktabs rules (`\\usepackage{booktabs}`),
     the title as the short caption (for a list of tables), cells escaped by `tex_escape` (so
