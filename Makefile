@@ -15,8 +15,8 @@
 #                       `hobench history FILE --plot out.png` shows each metric over commits.
 #   make bench-engine   engine benchmarks: timings (saved under .benchmarks/ by T), peak
 #                       memory, the target ratios; summary also in results/local/engine-bench.json
-#                       (the committed results/engine-bench.json, which the README quotes, is a
-#                       copy of one such run; `make readme` rewrites the README from it)
+#                       (the committed results/engine-bench.json, which docs/engine.md quotes, is
+#                       a copy of one such run; `make readme` rewrites that page from it)
 #                       (HOBENCH_BENCH_T=50 make bench-engine: a quicker run, T = 50 steps;
 #                       45 s before the compiled path, 14 min after on a machine shared with
 #                       other work, every process compiling its own; its summary goes to
@@ -39,9 +39,14 @@
 #                       configurations as one vmapped run; random, qmc and grid's `population`)
 #                       at k = 1, 8, 32 on the default suite's tasks, one thread and the
 #                       default threads: a table, and results/population-bench.json
-#   make readme         README's generated figures (the default suite's task and cost tables, the
-#                       engine section) rewritten from results/default/report/REPORT.md and
-#                       results/engine-bench.json (tools/readme_figures.py; make test checks them)
+#   make readme         the generated figures of README.md (the default suite's critical-difference
+#                       diagram and ranks, the strategies and tasks tables), docs/results.md (the
+#                       task and cost tables) and docs/engine.md (the engine section) rewritten
+#                       from results/default/report/REPORT.md, results/engine-bench.json and the
+#                       registries (tools/readme_figures.py; make test checks them)
+#   make docs           the docs site into site/ (mkdocs build --strict: a warning, e.g. a broken
+#                       link, fails it); installs the docs extra (mkdocs-material) first. The
+#                       strategies and tasks pages are generated from the registries at build time
 #   make clean          caches and build outputs (keeps .venv and the .benchmarks baselines)
 #   make distclean      clean, and remove .venv too
 
@@ -49,6 +54,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
 # T, the training steps of every engine case (HOBENCH_BENCH_T=50 for a quick run). Runs are saved
 # per T, as NNNN_engine-T500.json, and bench-compare compares only runs with the same T.
 export HOBENCH_BENCH_T ?= 500
@@ -62,7 +68,7 @@ BENCH_FLAGS := benchmarks --benchmark-storage=$(BENCH_STORAGE) --benchmark-sort=
 	--benchmark-columns=min,median,max,rounds --benchmark-group-by=group --benchmark-name=short
 
 .PHONY: install test lint bench bench-engine bench-suite bench-compare bench-gpu \
-	bench-population readme clean distclean
+	bench-population readme docs clean distclean
 
 install: $(STAMP)
 
@@ -81,6 +87,15 @@ test: install
 
 readme: install
 	$(PY) tools/readme_figures.py
+
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -e '.[docs]'
+	touch $@
+
+# NO_MKDOCS_2_WARNING: mkdocs-material's banner about its successor, not a warning of the build.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+	@echo "docs: $(CURDIR)/site/index.html"
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -137,7 +152,7 @@ bench-population: install
 	$(PY) -m benchmarks.population --out results/population-bench.json
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf build dist site *.egg-info .pytest_cache .ruff_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean

@@ -3,7 +3,7 @@
 The tests in test_engine.py record into one session-wide `EngineResults`; at the end of the run
 `pytest_terminal_summary` prints a table (case, median seconds, ratio to plain, extra peak MB), the
 target lines with PASS/MISS, and writes the same summary as JSON under results/local/ (copied to
-results/engine-bench.json, `make readme` regenerates the README's figures from it). On a GPU
+results/engine-bench.json, `make readme` regenerates docs/engine.md's figures from it). On a GPU
 (HOBENCH_BENCH_DEVICE=cuda) the summary records the GPU and goes to its own file,
 results/local/engine-bench-cuda.json, beside the CPU one; without the GPU the session stops at
 its start with one line.
@@ -416,7 +416,7 @@ def results_path(root: Path, steps: int | None, device: str = "cpu") -> Path:
     """results/local/engine-bench.json for the default T = 500 on the CPU; other T and a GPU get
     their own file (engine-bench-T50.json, engine-bench-cuda.json, engine-bench-cuda-T50.json),
     so a quick run or a GPU run never overwrites a full one. Under results/local/, like a user's
-    suite runs: the committed results/engine-bench.json, whose figures the README quotes, is
+    suite runs: the committed results/engine-bench.json, whose figures docs/engine.md quotes, is
     replaced only by copying a run there on purpose."""
     stem = "engine-bench" if device == "cpu" else "engine-bench-cuda"
     name = f"{stem}.json" if steps == 500 else f"{stem}-T{steps}.json"

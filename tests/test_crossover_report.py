@@ -201,7 +201,7 @@ def test_report_has_a_crossover_section_only_when_results_hold_one(tmp_path):
     assert crossover_tables(crossover_frame(plain, trajectories_frame([]))) == []
 
 
-# --- the README's claims about the committed crossover run -------------------------------------
+# --- docs/results.md's claims about the committed crossover run ------------------------------
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "crossover"
 

@@ -149,7 +149,7 @@ BUILT_IN = [n for n in STRATEGIES.names() if STRATEGIES.get(n).__module__.starts
 
 
 # The knob tasks only evaluate whole runs (no Task.training) and search no single learning
-# rate: the multi-fidelity strategies and hd-lr refuse them in one line (README, Limits).
+# rate: the multi-fidelity strategies and hd-lr refuse them in one line (docs/limits.md).
 REFUSED = {
     "asha": "can be scored during training",
     "hyperband": "can be scored during training",

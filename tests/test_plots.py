@@ -17,7 +17,10 @@ from hobench.report import load_runs, load_trajectories
 from hobench.report.plots import (
     anytime_curve,
     anytime_figure,
+    median_ci,
     memory_figure,
+    pareto_figure,
+    pareto_front,
     performance_profile,
     performance_profile_figure,
     performance_ratios,
@@ -114,7 +117,7 @@ def test_anytime_figure_draws_every_strategy_to_its_budget(tmp_path: Path) -> No
     runs, points = _fixture(tmp_path)
     assert (points[points["strategy"] == "default"].groupby("cell").size() == 1).all()
     fig = anytime_figure(runs, points, "auxtarget")
-    wall_ax, cost_ax = fig.axes
+    wall_ax, cost_ax = fig.axes[:2]
     # One step line per strategy, the single-point `default` included.
     cost_lines = [line for line in cost_ax.get_lines() if line.get_drawstyle() == "steps-post"]
     assert len(cost_lines) == len(WITH_DEFAULT)
@@ -128,6 +131,45 @@ def test_anytime_figure_draws_every_strategy_to_its_budget(tmp_path: Path) -> No
     assert steps[0].get_xdata()[-1] == wall_ends["resources.wall_s"].max()
     labels = [text.get_text() for text in fig.legends[0].get_texts()]
     assert labels == [f"{s} (n=3)" for s in WITH_DEFAULT]
+    assert overlapping_texts(fig) == []
+
+
+def test_the_median_band_is_a_seeded_bootstrap_of_the_median() -> None:
+    curves = np.array([[1.0, 4.0], [2.0, 4.0], [3.0, 4.0], [10.0, 4.0]])
+    low, high = median_ci(curves)
+    again = median_ci(curves)
+    np.testing.assert_array_equal(low, again[0])  # the same band on every rebuild
+    assert low[0] <= np.median(curves[:, 0]) <= high[0] and high[0] <= 10.0
+    assert low[1] == high[1] == 4.0  # seeds that agree: no band
+
+
+def test_the_anytime_figure_adds_test_accuracy_where_the_tables_rank_by_it(tmp_path) -> None:
+    runs, points = _fixture(tmp_path)
+    fig = anytime_figure(runs, points, "auxtarget")
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    if points["incumbent_test_acc"].notna().any():
+        assert len(fig.axes) == 4 and labels[2:] == ["incumbent test accuracy (%)"] * 2
+    else:
+        assert len(fig.axes) == 2
+    assert overlapping_texts(fig) == []
+
+
+def test_the_pareto_front_is_what_nothing_beats_on_both_cost_and_score() -> None:
+    points = pd.DataFrame(
+        {"cost": [1.0, 1.05, 6.0, 15.0, 15.0], "score": [0.7, 0.7, 0.02, 0.03, 0.2]},
+        index=["default", "early", "rtho", "reverse", "random"],
+    )
+    # lower is better: early costs more for the same score; reverse and random cost more than
+    # rtho for a worse score
+    assert pareto_front(points, higher=False) == ["default", "rtho"]
+    assert pareto_front(points.assign(score=-points["score"]), higher=True) == ["default", "rtho"]
+
+
+def test_the_pareto_figure_has_a_panel_per_task(tmp_path: Path) -> None:
+    runs, _ = _fixture(tmp_path)
+    fig = pareto_figure(runs)
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == [f"task {t}" for t in pd.unique(runs["task"])]
     assert overlapping_texts(fig) == []
 
 
@@ -200,3 +242,12 @@ def test_memory_figure_uses_added_rss(tmp_path: Path) -> None:
     # Older records without it fall back to the whole process, and say so.
     fig = memory_figure(load_runs(write_runs(tmp_path / "old", make_records())))
     assert all("whole worker process" in ax.get_xlabel() for ax in fig.axes)
+
+
+def test_no_memory_figure_where_every_strategy_adds_the_same(tmp_path: Path) -> None:
+    records = make_records()
+    for record in records:
+        record["resources"]["added_rss_mb"] = 75.6  # the data, the same for every strategy
+    assert memory_figure(load_runs(write_runs(tmp_path / "same", records))) is None
+    records[0]["resources"]["added_rss_mb"] = 235.0  # one strategy's cell stores more
+    assert memory_figure(load_runs(write_runs(tmp_path / "differs", records))) is not None

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "hobench-example"
 
 SUITE = """
-description = "the example plugin's task with its strategy and a built-in one"
+description = "the example plugin's task with its strategies and a built-in one"
 seeds = [0]
 [budget]
 cost = 30
@@ -26,6 +26,9 @@ dims = 2
 kind = "coordinate-search"
 [[strategies]]
 kind = "random"
+[[strategies]]
+kind = "nsga2"
+population_size = 6
 """
 
 
@@ -51,7 +54,7 @@ def test_the_example_plugin_installs_and_runs_in_a_suite(tmp_path: Path) -> None
     assert run.returncode == 0, run.stderr
     lines = (tmp_path / "results" / "runs.jsonl").read_text().splitlines()
     records = {r["strategy"]: r for r in map(json.loads, lines)}
-    assert set(records) == {"coordinate-search", "random"}
+    assert set(records) == {"coordinate-search", "random", "nsga2"}
     for record in records.values():
         assert record["status"] == "ok", record["error"]
         assert record["resources"]["cost"] <= 30
@@ -59,3 +62,15 @@ def test_the_example_plugin_installs_and_runs_in_a_suite(tmp_path: Path) -> None
     search = records["coordinate-search"]
     assert len(search["trajectory"]) == 30  # one evaluation per plain-run equivalent
     assert search["final"]["test_loss"] < 0.01  # it found the bowl's bottom
+    # The sampler plugin is a whole Optuna strategy: one evaluation per plain run, like random.
+    sampler = records["nsga2"]
+    assert len(sampler["trajectory"]) == len(records["random"]["trajectory"]) == 30
+
+
+def test_the_docs_show_the_sampler_plugin_as_it_is() -> None:
+    """docs/plugins.md quotes examples/.../sampler.py whole, so the tested file is the shown one."""
+    source = (EXAMPLE / "src" / "hobench_example" / "sampler.py").read_text()
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    assert source.strip() in docs
+    assert 'nsga2 = "hobench_example.sampler:NSGAII"' in docs
+    assert len(source.strip().splitlines()) <= 22

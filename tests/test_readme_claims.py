@@ -1,9 +1,10 @@
-"""Every ordering the README states about the committed default-suite results, checked on them
-with the statistics the report prints, so a claim and its table cannot drift apart.
+"""Every ordering docs/results.md (and the README's ranks) state about the committed
+default-suite results, checked on them with the statistics the report prints, so a claim and
+its table cannot drift apart.
 
 Per task: each strategy against the task's best by mean, two-sided Wilcoxon signed-rank over the
 10 paired seeds, Holm-corrected over the strategies compared (`stats.paired_vs_best`); a
-strategy the README calls "worse" must be significantly worse at 0.05, one it calls "not
+strategy the page calls "worse" must be significantly worse at 0.05, one it calls "not
 separated" must not be. Across tasks: Friedman's test and autorank's Nemenyi critical difference
 over the task-seed blocks (`stats.rank_sets`, `stats.nemenyi`).
 """
@@ -81,7 +82,7 @@ def test_across_tasks_reverse_hg_ranks_first_and_apart(runs):
 
 def test_rtho_no_longer_collapses_on_auxtarget(runs):
     """With the online step tuned over five seeds, neither RTHO nor RTHO-NT ends near chance
-    (< 50 %) on any seed; RTHO's worst seed is the README's 57 %, its others at least 92 %."""
+    (< 50 %) on any seed; RTHO's worst seed is docs/results.md's 57 %, its others at least 92 %."""
     aux = runs[runs["task"] == "auxtarget"]
     accuracy = {s: aux.loc[aux["strategy"] == s, "final.test_acc"] for s in ("rtho", "rtho-nt")}
     assert all((acc >= 0.5).all() for acc in accuracy.values())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import math
 import re
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from hobench.report import (
 from hobench.report.load import runs_frame
 from hobench.report.plots import median_band, step_values
 from hobench.report.stats import binomial_se, friedman, holm, wilcoxon_p
-from hobench.report.tables import tex_escape
+from hobench.report.tables import summary_table, tex_escape
 from tests.report_fixture import (
     ACC,
     BASELINE_ACC,
@@ -346,12 +347,15 @@ def test_renderers_contain_the_cells(runs: pd.DataFrame) -> None:
     assert markdown.splitlines()[2].startswith("| strategy | seeds ok |")
     latex = to_latex(table)
     assert r"\begin{tabular}{lrrrrrrrrrr}" in latex
+    assert r"\toprule" in latex and r"\bottomrule" in latex  # booktabs
+    assert r"\caption[Task hypercleaning]{Task hypercleaning. Task kind" in latex
     assert r"reverse-hg & 3 & 90.00 $\pm$ 2.48 &" in latex
     assert r"test accuracy (\%)" in latex
     page = to_html(table)
     assert "<td>reverse-hg</td><td>3</td><td>90.00 ± 2.48</td>" in page
     assert page.count("<tr>") == 1 + 3
     assert tex_escape("a_b & 50% #1 {x} ~ –") == r"a\_b \& 50\% \#1 \{x\} \textasciitilde{} --"
+    assert tex_escape("−0.18") == "-0.18"  # ASCII minus
     table.rows[0][0] = "<b>|x"
     assert "&lt;b&gt;|x" in to_html(table)
     assert r"<b>\|x" in to_markdown(table)
@@ -411,7 +415,7 @@ def test_auxtarget_paper_table(runs: pd.DataFrame) -> None:
 
 def test_all_tables_order(runs: pd.DataFrame) -> None:
     names = [table.name for table in all_tables(runs)]
-    assert names == ["task-hypercleaning", "task-auxtarget", "ranks", "cost-model-check"]
+    assert names == ["summary", "task-hypercleaning", "task-auxtarget", "ranks", "cost-model-check"]
     # Paper tables only when the suite asks for them, after the suite's own results.
     names = [table.name for table in all_tables(runs, ("hypercleaning", "auxtarget"))]
     assert names[-2:] == ["paper-hypercleaning-embedded", "paper-auxtarget-auxtarget"]
@@ -494,13 +498,20 @@ def test_write_report_files(report: Path) -> None:
         "critical-difference-1.png",
         "lambdas.png",
         "memory.png",
+        "pareto.png",
         "performance-profile.png",
     ]
     for png in (out / "figures").glob("*.png"):
         assert png.read_bytes().startswith(PNG_MAGIC)
+        # every figure also as a PDF, for a paper
+        assert png.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+    assert len(list((out / "figures").glob("*.pdf"))) == len(pngs)
     for stem in ("paper-hypercleaning-embedded", "task-auxtarget", "ranks"):
         for suffix in (".md", ".tex", ".html"):
             assert (out / "tables" / f"{stem}{suffix}").is_file()
+    # a task table also fits one column of a paper: strategy, metric ± CI, vs best
+    slim = (out / "tables" / "task-auxtarget-narrow.tex").read_text()
+    assert r"\begin{tabular}{lrr}" in slim and "strategy & test accuracy (\\%) & vs best" in slim
 
     markdown = (out / "REPORT.md").read_text()
     for png in pngs:
@@ -512,8 +523,19 @@ def test_write_report_files(report: Path) -> None:
         assert line in markdown
     assert "device: cpu (Test CPU)" in markdown and "date: 2026-11-27T07:30:00Z" in markdown
     assert "| DH-1250 | 90.00 ± 2.48 | – |" in markdown
-    # The suite's own results first, the paper table it asked for last.
+    # The answer first (summary, ranks diagram, one anytime figure), then the suite's own
+    # results, the paper table it asked for, the legend once, and the provenance last.
+    assert markdown.index("## Summary") < markdown.index("## Results per task")
+    summary = markdown[markdown.index("## Summary") : markdown.index("## Results per task")]
+    assert "**Summary: the best strategy per task**" in summary
+    assert "](figures/critical-difference-1.png)" in summary and "](figures/anytime-" in summary
     assert markdown.index("## Results per task") < markdown.index("## Ranks across tasks")
+    assert markdown.index("## Paper tables") < markdown.index("## Legend")
+    assert markdown.index("## Legend") < markdown.index("## Provenance")
+    assert markdown.index("hobench version: 0.1.0") > markdown.index("## Provenance")
+    # Each kind of table's legend is said once, in the legend, not under every task table.
+    assert markdown.count("Test-set SE: the binomial standard error") == 1
+    assert markdown.count("Rank tables. Each block is one task-seed") == 1
     assert markdown.index("## Figures") < markdown.index("## Paper tables")
     assert not (out / "tables" / "paper-auxtarget-auxtarget.md").exists()
     assert "## Cost model check" in markdown
@@ -522,12 +544,53 @@ def test_write_report_files(report: Path) -> None:
 
     page = report.read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == len(pngs)
+    assert len(set(images)) == len(pngs)  # the summary shows two of them a second time
     assert all(base64.b64decode(image).startswith(PNG_MAGIC) for image in images)
     assert 'src="figures/' not in page and "<style>" in page
     assert "<td>DH-1250</td><td>90.00 ± 2.48</td>" in page
     assert '<table class="results" id="cost-model-check">' in page
     assert "how far FLOPs and seconds disagree" in page
+
+
+def test_a_standalone_table_file_keeps_its_legend(report: Path) -> None:
+    """Outside the report (tables/*.md, .tex, .html) a table is read alone: its legend stays."""
+    tables = report.parent / "tables"
+    assert "Test-set SE: the binomial standard error" in (tables / "task-auxtarget.md").read_text()
+    assert (
+        "Test-set SE: the binomial standard error" in (tables / "task-auxtarget.html").read_text()
+    )
+    assert "Each block is one task-seed" in (tables / "ranks.tex").read_text()
+
+
+def test_summary_names_the_best_the_tied_and_the_margin_over_the_runner_up() -> None:
+    """Per task: the best by mean, the strategies no test separates from it, and the best's
+    mean paired advantage over the runner-up with its t-interval."""
+    rows = []
+    for seed in range(6):
+        for strategy, acc in (("a", 0.90), ("b", 0.80), ("c", 0.895)):
+            rows.append(
+                {
+                    "task": "t",
+                    "task_kind": "k",
+                    "strategy": strategy,
+                    "seed": seed,
+                    "status": "ok",
+                    "final.test_acc": acc + 0.001 * seed * (strategy != "b"),
+                    "final.regret": math.nan,
+                }
+            )
+    table = summary_table(pd.DataFrame(rows))
+    assert table.name == "summary" and len(table.rows) == 1
+    task, judged, best, tied, margin = table.rows[0]
+    assert (task, judged) == ("t", "test accuracy (%)")
+    assert best.startswith("a: 90.25")
+    # c trails a by 0.5 points on every one of 6 seeds: Wilcoxon's smallest p is 2/64, Holm
+    # over two comparisons doubles it to 0.0625, so c is not separated; b is 10 points behind,
+    # and not separated either (the same p): with 6 seeds no test here reaches 0.05.
+    assert tied == "b, c"
+    assert margin == "0.50 [0.50, 0.50] over c"  # the same difference on every seed
+    record = table.data.loc["t"]
+    assert record["runner_up"] == "c" and abs(record["margin"] - 0.005) < 1e-12
 
 
 def test_lambda_plot_skipped_without_weights(tmp_path: Path) -> None:

@@ -14,8 +14,12 @@ COMMITTED = Path(__file__).resolve().parent.parent / "results" / "engine-bench.j
 def test_cpu_summary_caption_speaks_of_rss(tmp_path: Path) -> None:
     path = tmp_path / "engine-bench.json"
     shutil.copy(COMMITTED, path)
-    caption = engine_table(path).caption
+    table = engine_table(path)
+    caption = table.caption
     assert "peak RSS" in caption and "make bench-engine" in caption
+    # readable case names, not the benchmark's ids
+    names = [row[0] for row in table.rows]
+    assert "Reverse-HG" in names and "reverse" not in names
     # Which run, where: make bench shows this machine's or the committed one's.
     assert f"({path}, commit " in caption and "on a 2-core AMD EPYC" in caption
 

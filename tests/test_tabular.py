@@ -228,8 +228,9 @@ def test_the_crossover_entry_names_its_table_so_axes_never_mix_tables():
 
 
 def test_the_readme_claims_about_the_committed_tabular_results():
-    """README, Tasks: on results/tabular no strategy is separated from its task's best (Holm,
-    two-sided Wilcoxon over 10 paired seeds), nor in ranks across the tasks (Friedman)."""
+    """docs/tasks.md (Notes on the tasks): on results/tabular no strategy is separated from its
+    task's best (Holm, two-sided Wilcoxon over 10 paired seeds), nor in ranks across the tasks
+    (Friedman)."""
     runs = load_runs(Path(__file__).resolve().parents[1] / "results" / "tabular")
     assert (runs["status"] == "ok").all() and len(runs) == 190
     for task in ("bc-m1", "bc-m30", "db-m1", "db-m10"):

@@ -1,20 +1,35 @@
-"""Regenerate the README's measured tables and the engine section from the committed results.
+"""Regenerate the README's and the docs' generated parts from the committed results and registries.
 
-Each generated part of README.md sits between `<!-- figures:NAME -->` and `<!-- /figures -->`:
+Each generated part sits between `<!-- figures:NAME -->` and `<!-- /figures -->` in one file:
 
-- `task-TASK` (ridge, hc-R250, hc-R625, auxtarget): the columns of the default suite's task
-  table that the README shows, copied from results/default/report/REPORT.md;
-- `cost-model`: the report's cost-model check (FLOPs against seconds per unit);
-- `engine`: the engine benchmarks' figures, tables and targets from results/engine-bench.json.
+- README.md
+  - `headline`: the default suite's critical-difference diagram (results/default/report/figures)
+    with the report's caption;
+  - `ranks`: the default suite's mean ranks over the tasks every strategy ran on, each task's
+    column with the report's test against the task's best, and Friedman's test and the critical
+    difference from the report;
+  - `strategies`, `tasks`: the registered built-in strategies and tasks (hobench.registry):
+    name, family, and the first sentence (strategies) or paragraph (tasks) of the docstring;
+- docs/results.md
+  - `task-TASK` (ridge, hc-R250, hc-R625, auxtarget): the columns of the default suite's task
+    table shown there, copied from results/default/report/REPORT.md;
+  - `cost-model`: the report's cost-model check (FLOPs against seconds per unit);
+- docs/engine.md
+  - `engine`: the engine benchmarks' figures, tables and targets from results/engine-bench.json.
 
-`python tools/readme_figures.py` (`make readme`) rewrites them after `hobench report` or
-`make bench-engine`; `--check` only says which are stale (exit 1). tests/test_readme_figures.py
-runs the check, so a README whose figures differ from the committed results does not pass.
+`python tools/readme_figures.py` (`make readme`) rewrites them after `hobench report`,
+`make bench-engine` or a new registered strategy or task; `--check` only says which are stale
+(exit 1). tests/test_readme_figures.py runs the check, so a README or docs page whose figures
+differ from the committed results does not pass.
+
+The docs site's strategy and task reference pages are not committed: tools/docs_hooks.py renders
+them at build time with `registry_reference` below, so they cannot drift either.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import re
 import sys
@@ -24,6 +39,16 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 REPORT = ROOT / "results" / "default" / "report" / "REPORT.md"
 ENGINE = ROOT / "results" / "engine-bench.json"
+DOCS = ROOT / "docs"
+FIGURES = "results/default/report/figures"
+
+# Which file holds which regions.
+PAGES = {
+    README: ["headline", "ranks", "strategies", "tasks"],
+    DOCS / "results.md": ["task-ridge", "task-hc-R250", "task-hc-R625", "task-auxtarget"]
+    + ["cost-model"],
+    DOCS / "engine.md": ["engine"],
+}
 
 REGION = re.compile(r"(<!-- figures:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
 
@@ -82,6 +107,179 @@ def task_table(report: str, task: str) -> str:
 
 def cost_table(report: str) -> str:
     return render(markdown_table(report, "**Cost model check: FLOPs against seconds per unit**"))
+
+
+def headline(report: str) -> str:
+    """The report's first critical-difference diagram (the ranks over the tasks every strategy
+    ran on), linked from the repository root, its caption under it."""
+    found = re.search(
+        r"^!\[(?P<caption>Critical-difference diagram[^\]]*)\]\(figures/(?P<file>[^)]+)\)",
+        report,
+        re.M,
+    )
+    caption, name = found.group("caption"), found.group("file")
+    return f"![The default suite's critical-difference diagram]({FIGURES}/{name})\n\n*{caption}*\n"
+
+
+def ranks(report: str) -> str:
+    """The first mean-rank table with each task's test against its best beside each rank."""
+    heading = re.search(r"^\*\*Mean rank: [^*]+\*\*$", report, re.M).group(0)
+    rows = markdown_table(report, heading)
+    tasks = rows[0][2:]
+    versus = {}
+    for task in tasks:
+        table = markdown_table(report, f"**Task {task}**")
+        column = table[0].index("vs best (Holm p)")
+        versus[task] = {row[0]: row[column] for row in table[1:]}
+
+    def cell(rank: str, test: str) -> str:
+        if test == "best":
+            return f"{rank} (best)"
+        p, verdict = test.split(" ", 1)
+        return f"{rank} ({verdict}, {p.replace('p=', 'p = ')})"
+
+    header = ["strategy", "mean rank", *(f"{task}: rank (vs best)" for task in tasks)]
+    body = [
+        [
+            f"`{row[0]}`",
+            row[1],
+            *(cell(r, versus[t][row[0]]) for t, r in zip(tasks, row[2:], strict=True)),
+        ]
+        for row in rows[1:]
+    ]
+    after = report[report.index(heading) :]
+    friedman = re.search(r"Friedman χ² = ([0-9.]+), p = ([0-9.e+-]+) over (\d+) blocks", after)
+    cd = re.search(r"CD = ([0-9.]+) ranks", after).group(1)
+    seeds = int(friedman.group(3)) // len(tasks)
+    (first, rank1), (second, rank2) = [(row[0], float(row[1])) for row in rows[1:3]]
+    if rank2 - rank1 > float(cd):
+        reading = (
+            f"`{first}` ranks first, apart from every other strategy by more than the critical "
+            "difference"
+        )
+    else:
+        reading = (
+            f"`{first}` ranks first, not separated from `{second}` (within the critical difference)"
+        )
+    legend = (
+        f"{reading}. "
+        f"{heading.strip('*')}: the strategies that ran on every task of the suite, {seeds} "
+        "paired seeds each. Rank 1 is the best of a task-seed block (by regret on ridge, else by "
+        "test accuracy); a task's column is its mean rank over the seeds, and in brackets the "
+        "report's test against the task's best strategy by mean (two-sided Wilcoxon signed-rank "
+        "over seeds, Holm-corrected over the task's strategies; `worse` at p < 0.05, `n.s.` not "
+        f"separated). Across tasks: Friedman χ² = {friedman.group(1)}, p = {friedman.group(2)} "
+        f"over {friedman.group(3)} task-seed blocks; mean ranks further apart than the critical "
+        f"difference {cd} (Nemenyi, α = 0.05) differ significantly."
+    )
+    return render([header, *body]) + "\n" + wrap(legend)
+
+
+def _paragraph(cls: type) -> str:
+    """The first paragraph of a class's own docstring, on one line."""
+    text = inspect.cleandoc(cls.__dict__.get("__doc__") or "").split("\n\n")[0]
+    return " ".join(text.split())
+
+
+def _sentence(text: str) -> str:
+    return re.split(r"(?<=[.!?])\s+(?=[A-Z(`])", text, maxsplit=1)[0]
+
+
+# A family per module, unless the class names its own (`family = "..."`).
+FAMILIES = {
+    "hobench.strategies.reference": "reference",
+    "hobench.strategies.blackbox": "black-box (Optuna)",
+    "hobench.strategies.gradient": "hypergradient",
+    "hobench.strategies.implicit": "implicit hypergradient",
+    "hobench.strategies.online": "online hypergradient",
+    "hobench.strategies.multifidelity": "multi-fidelity (Optuna pruners)",
+    "hobench.tasks.ridge": "ground truth (closed-form optimum)",
+    "hobench.tasks.hypercleaning": "paper experiment",
+    "hobench.tasks.auxtarget": "paper experiment",
+    "hobench.tasks.featuredecay": "crossover knob (m)",
+    "hobench.tasks.lrschedule": "crossover knob (T)",
+    "hobench.tasks.tabulardecay": "tabular",
+}
+
+
+def family(cls: type) -> str:
+    own = getattr(cls, "family", None)
+    if isinstance(own, str) and own:
+        return own
+    return FAMILIES.get(cls.__module__, cls.__module__.rsplit(".", 1)[-1])
+
+
+def _by_family(named: list[tuple[str, type]]) -> list[tuple[str, type]]:
+    """Grouped by family in the order of FAMILIES (families it does not name last), then by
+    name."""
+    order = list(dict.fromkeys(FAMILIES.values()))
+
+    def key(item):
+        found = family(item[1])
+        return (order.index(found) if found in order else len(order), found, item[0])
+
+    return sorted(named, key=key)
+
+
+def builtins(registry) -> list[tuple[str, type]]:
+    """The registered classes that ship with hobench (a plugin installed here is left out, so
+    the committed tables do not depend on what one machine has installed), by family."""
+    named = [(name, registry.get(name)) for name in registry.names()]
+    return _by_family([(n, c) for n, c in named if c.__module__.startswith("hobench.")])
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def registry_table(kind: str) -> str:
+    """The README's table of built-in strategies or tasks."""
+    from hobench.registry import STRATEGIES, TASKS
+
+    if kind == "strategies":
+        header = ["strategy", "family", "what it does"]
+        rows = [
+            [f"`{n}`", family(c), _cell(_sentence(_paragraph(c)))] for n, c in builtins(STRATEGIES)
+        ]
+    else:
+        header = ["task", "family", "what it is and what it tunes"]
+        rows = [[f"`{n}`", family(c), _cell(_paragraph(c))] for n, c in builtins(TASKS)]
+    lines = ["| " + " | ".join(header) + " |", "|:---|:---|:---|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def _default(value) -> str:
+    return "(required)" if value is inspect.Parameter.empty else f"`{value!r}`"
+
+
+def registry_reference(kind: str) -> str:
+    """The docs' reference page body for every registered strategy or task: its family, its
+    whole docstring and its suite parameters with their defaults and domains."""
+    from hobench.harness.suite import HARNESS_TASK_KEYS, load_registries
+    from hobench.registry import STRATEGIES, TASKS
+
+    load_registries()
+    registry = STRATEGIES if kind == "strategies" else TASKS
+    out = []
+    for name, cls in _by_family([(name, registry.get(name)) for name in registry.names()]):
+        where = cls.__module__
+        plugin = "" if where.startswith("hobench.") else " (plugin)"
+        out.append(f"### `{name}`\n")
+        out.append(f"*{family(cls)}*{plugin} · `{where}.{cls.__qualname__}`\n")
+        doc = inspect.cleandoc(cls.__dict__.get("__doc__") or "(no description)")
+        out.append(doc + "\n")
+        params = {k: v for k, v in registry.parameters(name).items() if k not in HARNESS_TASK_KEYS}
+        domains = getattr(cls, "domains", {}) or {}
+        if params:
+            out.append("| parameter | default | domain |\n|:---|:---|:---|")
+            for key, value in params.items():
+                domain = domains.get(key)
+                text = _cell(domain.describe()) if domain is not None else "–"
+                out.append(f"| `{key}` | {_cell(_default(value))} | {text} |")
+            out.append("")
+        else:
+            out.append("No suite parameters.\n")
+    return "\n".join(out) + "\n"
 
 
 def _measured(target: dict) -> str:
@@ -235,14 +433,22 @@ def generated(report: str, summary: dict) -> dict[str, str]:
     bodies = {f"task-{task}": task_table(report, task) for task in TASKS}
     bodies["cost-model"] = cost_table(report)
     bodies["engine"] = wrap(engine_section(summary))
+    bodies["headline"] = headline(report)
+    bodies["ranks"] = ranks(report)
+    bodies["strategies"] = registry_table("strategies")
+    bodies["tasks"] = registry_table("tasks")
     return bodies
 
 
-def regenerate(readme: str, bodies: dict[str, str]) -> tuple[str, list[str]]:
-    """README with every region's body replaced; the names of the regions that changed."""
-    missing = set(bodies) - {m.group("name") for m in REGION.finditer(readme)}
-    if missing:
-        raise SystemExit(f"README.md has no region {sorted(missing)}: add its markers")
+def regenerate(text: str, bodies: dict[str, str], path: Path = README) -> tuple[str, list[str]]:
+    """`text` (the file at `path`) with every region of that file replaced; the names of the
+    regions that changed."""
+    wanted = set(PAGES[path])
+    found = {m.group("name") for m in REGION.finditer(text)}
+    if wanted - found:
+        raise SystemExit(f"{path.name} has no region {sorted(wanted - found)}: add its markers")
+    if found - wanted:
+        raise SystemExit(f"{path.name}: no generator for region {sorted(found - wanted)}")
     stale = []
 
     def replace(match: re.Match) -> str:
@@ -251,7 +457,7 @@ def regenerate(readme: str, bodies: dict[str, str]) -> tuple[str, list[str]]:
             stale.append(match.group("name"))
         return match.group(1) + body + match.group(4)
 
-    return REGION.sub(replace, readme), stale
+    return REGION.sub(replace, text), stale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,16 +465,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report stale regions")
     args = parser.parse_args(argv)
     bodies = generated(REPORT.read_text(), json.loads(ENGINE.read_text()))
-    readme = README.read_text()
-    new, stale = regenerate(readme, bodies)
-    if args.check:
-        if stale:
-            print(f"README.md is stale in {', '.join(stale)}: run `make readme`", file=sys.stderr)
-            return 1
-        return 0
-    README.write_text(new)
-    print(f"README.md: {len(stale)} region(s) rewritten: {', '.join(stale) or 'none'}")
-    return 0
+    failed = 0
+    for path in PAGES:
+        new, stale = regenerate(path.read_text(), bodies, path)
+        name = path.relative_to(ROOT)
+        if args.check:
+            if stale:
+                print(f"{name} is stale in {', '.join(stale)}: run `make readme`", file=sys.stderr)
+                failed = 1
+            continue
+        path.write_text(new)
+        print(f"{name}: {len(stale)} region(s) rewritten: {', '.join(stale) or 'none'}")
+    return failed
 
 
 if __name__ == "__main__":

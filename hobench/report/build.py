@@ -5,6 +5,7 @@ A report never trains: it reads `runs.jsonl` and nothing else, so it can be rebu
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -34,7 +35,15 @@ from hobench.report.html import (
 from hobench.report.load import read_records, runs_frame, runs_path, trajectories_frame
 from hobench.report.plots import all_figures, strategy_colors
 from hobench.report.stats import rank_sets
-from hobench.report.tables import COST_MODEL_NAME, Table, all_tables, to_latex, to_markdown
+from hobench.report.tables import (
+    COST_MODEL_NAME,
+    SUMMARY_NAME,
+    Table,
+    all_tables,
+    narrow,
+    to_latex,
+    to_markdown,
+)
 
 REPORT_DIR = "report"
 
@@ -86,16 +95,30 @@ def report_blocks(
     source: Path,
     rank_figures: Sequence[tuple[Path, str]] = (),
 ) -> list[Block]:
-    """The report's content, in order, for both the Markdown and the HTML rendering: the
-    suite's own results first, paper tables (when the suite asks for them) last."""
+    """The report's content, in order, for both the Markdown and the HTML rendering: a summary
+    (the best per task with its margin, the first critical-difference diagram, one anytime
+    figure), the suite's own results, paper tables (when the suite asks for them), the legend
+    of the tables' columns once, and the provenance (versions, commit, device) last."""
     n_ok = int((runs["status"] == "ok").sum())
     failed = runs[runs["status"] == "failed"]
+    # What a kind of table's columns mean is said once, in the legend, not under every table.
+    legends = list(dict.fromkeys(t.legend for t in tables if t.legend))
+    tables = [dataclasses.replace(t, legend="") for t in tables]
     blocks: list[Block] = [
         Heading(report_title(runs), 1),
-        Paragraph(f"Regenerated from {source.as_posix()} only (a report never trains)."),
-        BulletList(tuple(manifest_summary(runs))),
-        Paragraph(f"{len(runs)} cells: {n_ok} ok, {len(failed)} failed."),
+        Paragraph(
+            f"{len(runs)} cells: {n_ok} ok, {len(failed)} failed. Regenerated from "
+            f"{source.as_posix()} only (a report never trains); provenance at the end."
+        ),
     ]
+    # The answer first: who is best per task and how sure, the ranks across tasks, and how
+    # the search went on one task; the details follow.
+    summary = [t for t in tables if t.name == SUMMARY_NAME and t.rows]
+    first_look = [*summary, *(FigureBlock(p, c) for p, c in rank_figures[:1])]
+    anytime = [(p, c) for p, c in figures if p.name.startswith("anytime-")]
+    first_look += [FigureBlock(p, c) for p, c in anytime[:1]]
+    if first_look:
+        blocks += [Heading("Summary"), *first_look]
     if len(failed):
         blocks.append(Heading("Failed cells"))
         pairs = zip(failed["cell"], failed["error"], strict=True)
@@ -116,6 +139,9 @@ def report_blocks(
     for title, members in sections:
         if members:
             blocks += [Heading(title), *members]
+    if legends:
+        blocks += [Heading("Legend"), *(Paragraph(text) for text in legends)]
+    blocks += [Heading("Provenance"), BulletList(tuple(manifest_summary(runs)))]
     return blocks
 
 
@@ -147,9 +173,16 @@ def _clear(directory: Path, patterns: Sequence[str]) -> Path:
 
 
 def write_tables(tables: Sequence[Table], directory: Path) -> list[Path]:
-    """Each table as `<name>.md`, `<name>.tex` and a standalone `<name>.html`."""
+    """Each table as `<name>.md`, `<name>.tex` and a standalone `<name>.html`; a task table also
+    as `<name>-narrow.tex`, one paper column wide (strategy, metric ± CI, vs best)."""
     _clear(directory, ("*.md", "*.tex", "*.html"))
     written = []
+    for table in tables:
+        slim = narrow(table)
+        if slim is not None:
+            path = directory / f"{slim.name}.tex"
+            path.write_text(to_latex(slim), encoding="utf-8")
+            written.append(path)
     for table in tables:
         for suffix, text in (
             (".md", to_markdown(table)),
@@ -197,7 +230,7 @@ def write_report(
     if engine is not None:
         tables.append(engine_table(Path(engine)))
     write_tables(tables, out / "tables")
-    figure_dir = _clear(out / "figures", ("*.png",))
+    figure_dir = _clear(out / "figures", ("*.png", "*.pdf"))
     figures = all_figures(runs, trajectories, figure_dir)
     colors = strategy_colors([str(s) for s in pd.unique(runs["strategy"])])
     path = plot_crossover(knobs, figure_dir / CROSSOVER_FIGURE, colors)

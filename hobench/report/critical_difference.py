@@ -10,6 +10,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hobench.report.plots import _save
 from hobench.report.stats import ALPHA, RankSet, nemenyi
 from hobench.report.tables import file_stem
 
@@ -25,15 +26,23 @@ def plot_critical_difference(rank_set: RankSet, path: Path) -> tuple[Path, str] 
     if result is None:
         return None
     n = len(rank_set.strategies)
-    fig = Figure(figsize=(8.0, 1.2 + 0.28 * n), dpi=DPI)
+    height = 1.2 + 0.28 * n
+    fig = Figure(figsize=(8.0, height + 0.35), dpi=DPI)
     FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax = fig.add_axes((0.0, 0.0, 1.0, height / (height + 0.35)))
+    # Titled with the set it ranks: a report has one diagram per rank set.
+    fig.suptitle(
+        f"Mean ranks of {n} strategies over {len(rank_set.tasks)} tasks "
+        f"({', '.join(rank_set.tasks)})",
+        y=0.99,
+        va="top",
+        fontsize=10,
+    )
     # Drawn also when Friedman finds no difference: the caption says so, and one bar then
     # joins every strategy, which is itself the finding.
     with contextlib.redirect_stdout(io.StringIO()):  # autorank prints its tables
         plot_stats(result, allow_insignificant=True, ax=ax)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, facecolor="white")
+    _save(fig, path, facecolor="white")
     verdict = (
         f"Friedman p = {result.pvalue:.2g} < {ALPHA}: some mean ranks differ"
         if result.pvalue < ALPHA

@@ -21,6 +21,27 @@ def _number(value: Any, spec: str) -> str:
     return format(value, spec)
 
 
+# The benchmark's case ids as a reader names them (a case not listed keeps its id).
+CASE_NAMES = {
+    "plain-analytic": "plain training (analytic gradient)",
+    "plain-autograd": "plain training (autograd)",
+    "reverse": "Reverse-HG",
+    "reverse-eager": "Reverse-HG, eager",
+    "forward-m1": "Forward-HG, m = 1",
+    "forward-m1-eager": "Forward-HG, m = 1, eager",
+    "forward-m3": "Forward-HG, m = 3",
+    "forward-m10": "Forward-HG, m = 10",
+    "rtho-m3": "RTHO, m = 3",
+    "rtho-m3-eager": "RTHO, m = 3, eager",
+    "torchopt": "torchopt MetaSGD, unrolled (peer)",
+    "higher": "higher innerloop_ctx, unrolled (peer)",
+}
+
+
+def case_name(case: str) -> str:
+    return CASE_NAMES.get(case, case)
+
+
 def engine_table(path: Path) -> Table:
     """One row per engine case of the summary at `path`; raises ReportError when unreadable."""
     try:
@@ -34,7 +55,7 @@ def engine_table(path: Path) -> Table:
     header = ["case", "median (s)", "× plain training", "extra peak memory (MB)"]
     rows = [
         [
-            str(case["case"]),
+            case_name(str(case["case"])),
             _number(case.get("median_s"), ".3f"),
             _number(case.get("ratio_to_plain"), ".2f"),
             _number(case.get("extra_peak_mb"), ".1f"),
@@ -59,7 +80,8 @@ def engine_table(path: Path) -> Table:
         f"T = {meta.get('steps', '?')} steps, {device}, "
         f"torch {meta.get('versions', {}).get('torch', '?')}, "
         f"{meta.get('torch_threads', '?')} threads. Median of rounds; × plain: over plain "
-        f"training ({summary.get('plain', '?')}); extra peak memory: {memory}, so Reverse-HG's "
+        f"training ({case_name(str(summary.get('plain', '?')))}); extra peak memory: {memory}, "
+        "so Reverse-HG's "
         "stored trajectory and the peers' (torchopt, higher) autograd graphs show. Regenerate "
         f"with `make {'bench-gpu' if gpu else 'bench-engine'}`."
     )

@@ -50,6 +50,11 @@ table.results .note { color: #555; font-size: .92em; }
 table.results th, table.results td { border: 1px solid #ccc; padding: .3em .7em; }
 table.results th { background: #f0f0f0; }
 table.results td:not(:first-child) { text-align: right; font-variant-numeric: tabular-nums; }
+/* numbers with their intervals stay on one line; a table wider than the page scrolls */
+table.results { display: block; overflow-x: auto; max-width: 100%; }
+table.results td { white-space: nowrap; }
+/* the summary's columns are names and sentences, not numbers */
+table.results#summary td { text-align: left; }
 table.results tbody tr:nth-child(even) { background: #fafafa; }
 figure { margin: 1.5em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }

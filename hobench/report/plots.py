@@ -20,6 +20,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from hobench.report.stats import score_metric, t_interval
 from hobench.report.tables import file_stem
 
 DPI = 110
@@ -61,9 +62,17 @@ def _figure(nrows: int, ncols: int, width: float, height: float) -> tuple[Figure
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
-def _save(fig: Figure, path: Path) -> Path:
+# Every figure is written twice: the PNG the report shows, and a PDF beside it (same stem),
+# vector graphics for a paper.
+VECTOR_SUFFIX = ".pdf"
+
+
+def _save(fig: Figure, path: Path, **kwargs) -> Path:
+    """`path` (a PNG) and its PDF twin; returns the PNG's path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, **kwargs)
+    # No creation date in the PDF, so a regenerated report differs only where a figure does.
+    fig.savefig(path.with_suffix(VECTOR_SUFFIX), metadata={"CreationDate": None}, **kwargs)
     return path
 
 
@@ -153,6 +162,23 @@ def median_band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 Seed = tuple[np.ndarray, np.ndarray, float]  # a seed's points (x, y) and the x its budget ends at
 
+# The confidence band of the anytime median: a percentile bootstrap over seeds.
+BAND_LEVEL, BAND_BOOT = 0.95, 400
+
+
+def median_ci(
+    curves: np.ndarray, level: float = BAND_LEVEL, n_boot: int = BAND_BOOT, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile-bootstrap interval of the median over seeds (rows) at every column: seeds
+    resampled with replacement `n_boot` times from `numpy.random.default_rng(seed)`, so the band
+    is the same on every rebuild. One seed gives a zero-width band (nothing to resample)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, curves.shape[0], size=(n_boot, curves.shape[0]))
+    medians = np.median(curves[draws], axis=1)  # (n_boot, columns)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(medians, [alpha, 1.0 - alpha], axis=0)
+    return low, high
+
 
 def anytime_curve(seeds: Sequence[Seed]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Median and quartiles over seeds of their incumbent step functions, each held at its last
@@ -166,6 +192,16 @@ def anytime_curve(seeds: Sequence[Seed]) -> tuple[np.ndarray, np.ndarray, np.nda
     curves = np.array([step_values(x, y, breaks) for x, y, _ in seeds])
     defined, median, q25, q75 = median_band(curves)
     return breaks[defined], median, q25, q75
+
+
+def anytime_ci(seeds: Sequence[Seed]) -> tuple[np.ndarray, np.ndarray]:
+    """The bootstrap interval of `anytime_curve`'s median (`median_ci`), at the same x."""
+    breaks = np.unique(np.concatenate([np.append(x, end) for x, _, end in seeds]))
+    curves = np.array([step_values(x, y, breaks) for x, y, _ in seeds])
+    defined = ~np.isnan(curves).any(axis=0)
+    if not defined.any():
+        return np.empty(0), np.empty(0)
+    return median_ci(curves[:, defined])
 
 
 # Wall-clock is what a user waits for; cost (FLOPs, in plain-training equivalents) is the
@@ -209,9 +245,9 @@ def _cell_ends(runs: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
 
 def anytime_curves(
     points: pd.DataFrame, ends: pd.Series, x: str, y: str
-) -> dict[str, tuple[int, tuple[np.ndarray, ...]]]:
-    """Per strategy, `(seeds, anytime_curve(...))` of `y` against `x`; a cell ends at
-    `ends[cell]` or, where that is unknown or earlier, at its last point."""
+) -> dict[str, tuple[int, tuple[np.ndarray, ...], tuple[np.ndarray, np.ndarray]]]:
+    """Per strategy, `(seeds, anytime_curve(...), anytime_ci(...))` of `y` against `x`; a cell
+    ends at `ends[cell]` or, where that is unknown or earlier, at its last point."""
     curves = {}
     for strategy, group in points.dropna(subset=[x]).groupby("strategy", sort=False):
         seeds = []
@@ -221,7 +257,7 @@ def anytime_curves(
             seeds.append((xs, seed[y].to_numpy(), float(end)))
         curve = anytime_curve(seeds)
         if curve[0].size:
-            curves[str(strategy)] = (len(seeds), curve)
+            curves[str(strategy)] = (len(seeds), curve, anytime_ci(seeds))
     return curves
 
 
@@ -231,15 +267,17 @@ def _anytime_panel(ax: Axes, curves: dict, colors: dict, log_y: bool) -> None:
         ax.text(0.5, 0.5, "not recorded", transform=ax.transAxes, ha="center", va="center")
         ax.set(xticks=[], yticks=[])
         return
-    for strategy, (_, (xs, median, q25, q75)) in curves.items():
+    for strategy, (_, (xs, median, q25, q75), (low, high)) in curves.items():
         color = colors[strategy]
         # A dot where each line starts, and fewer-point lines on top: a flat line (one point)
         # lying on another strategy's line is still seen.
         zorder = 2.5 + 1.0 / len(xs)
         ax.step(xs, median, where="post", color=color, lw=2, label=strategy, zorder=zorder)
         ax.plot(xs[:1], median[:1], "o", color=color, markersize=6, zorder=zorder)
-        ax.fill_between(xs, q25, q75, step="post", color=color, alpha=0.15, lw=0)
-    drawn = [curve for _, curve in curves.values()]
+        # Light: the interquartile range of the seeds; dark: the median's 95 % bootstrap band.
+        ax.fill_between(xs, q25, q75, step="post", color=color, alpha=0.08, lw=0)
+        ax.fill_between(xs, low, high, step="post", color=color, alpha=0.25, lw=0)
+    drawn = [curve for _, curve, _ in curves.values()]
     _maybe_log_x(ax, np.concatenate([xs for xs, *_ in drawn]))
     if log_y:
         _log_scale(ax, "y", np.concatenate([np.concatenate(c[1:]) for c in drawn]))
@@ -253,23 +291,41 @@ def anytime_figure(
     if not points["incumbent_val_loss"].notna().any():
         return None
     cells = _ok(runs[runs["task"] == task])
-    y, ylabel, log_y = anytime_metric(points, _has_regret(cells))
+    rows = [anytime_metric(points, _has_regret(cells))]
+    if _ranks_by_accuracy(cells, points):  # the metric the tables rank by, beside the search's
+        points = points.assign(**{TEST_ACC_PCT: 100.0 * points["incumbent_test_acc"]})
+        rows.append((TEST_ACC_PCT, "incumbent test accuracy (%)", False))
     colors = _colors(points, colors)
-    fig, axes = _figure(1, 2, width=12.5, height=5.4)
+    fig, axes = _figure(len(rows), 2, width=12.5, height=5.4 if len(rows) == 1 else 9.0)
     seeds: dict[str, int] = {}
-    for ax, (x, end_columns, xlabel, title) in zip(axes[0], ANYTIME_AXES, strict=True):
-        curves = anytime_curves(points, _cell_ends(cells, end_columns), x, y)
-        _anytime_panel(ax, curves, colors, log_y)
-        ax.set(xlabel=xlabel, ylabel=ylabel + (" (log)" if log_y else ""), title=title)
-        seeds.update({strategy: n for strategy, (n, _) in curves.items()})
+    for index, (row, (y, ylabel, log_y)) in enumerate(zip(axes, rows, strict=True)):
+        for ax, (x, end_columns, xlabel, title) in zip(row, ANYTIME_AXES, strict=True):
+            curves = anytime_curves(points, _cell_ends(cells, end_columns), x, y)
+            _anytime_panel(ax, curves, colors, log_y)
+            ax.set(xlabel=xlabel, ylabel=ylabel + (" (log)" if log_y else ""))
+            if index == 0:
+                ax.set_title(title)
+            seeds.update({strategy: n for strategy, (n, _, _) in curves.items()})
     order = [s for s in colors if s in seeds]
     handles = [mpl.lines.Line2D([], [], color=colors[s], lw=2) for s in order]
     _legend_below(fig, handles, [f"{s} (n={seeds[s]})" for s in order], "strategy (seeds)")
     fig.suptitle(
-        f"Anytime performance, task {task}: median over seeds, band = interquartile range; "
-        "each line runs to the end of its budget"
+        f"Anytime, task {task}: median over seeds, dark band = its 95 % bootstrap CI, "
+        "light = IQR; lines run to each budget's end"
     )
     return fig
+
+
+TEST_ACC_PCT = "incumbent_test_acc_pct"
+
+
+def _ranks_by_accuracy(cells: pd.DataFrame, points: pd.DataFrame) -> bool:
+    """Whether the tables rank this task by test accuracy (no regret) and the trajectory records
+    the incumbent's test accuracy, so the anytime figure can show it."""
+    if _has_regret(cells) or "final.test_acc" not in cells:
+        return False
+    recorded = "incumbent_test_acc" in points and points["incumbent_test_acc"].notna().any()
+    return bool(cells["final.test_acc"].notna().any() and recorded)
 
 
 def plot_anytime(
@@ -280,10 +336,11 @@ def plot_anytime(
     colors: dict | None = None,
 ) -> Path | None:
     """Incumbent validation loss (regret where the trajectory records it) vs wall-clock (left)
-    and vs cost in plain-training equivalents (right) for one task: median over seeds with the
-    interquartile band, one step line per strategy, each seed held at its last incumbent to the
-    end of its cell (`resources.wall_s`; `budget.cost`). Log y where the task has a known
-    optimum. A panel whose x is missing from every point (older records) says so."""
+    and vs cost in plain-training equivalents (right) for one task: median over seeds with its
+    95 % bootstrap band and the interquartile band, one step line per strategy (a second row of
+    the incumbent's test accuracy on tasks the tables judge by it), each seed held at its last
+    incumbent to the end of its cell (`resources.wall_s`; `budget.cost`). Log y where the task
+    has a known optimum. A panel whose x is missing from every point (older records) says so."""
     with _style():
         fig = anytime_figure(runs, trajectories, task, colors)
         return None if fig is None else _save(fig, path)
@@ -352,6 +409,114 @@ def plot_accuracy_vs_time(
         return _save(fig, path)
 
 
+# --- Pareto: the ranked metric against cost --------------------------------------------------
+
+
+def pareto_front(points: pd.DataFrame, higher: bool) -> list[str]:
+    """The strategies (index of `points`, columns `cost` and `score`) no other strategy beats
+    on both: at most its cost and at least as good a score, one of them strictly; by cost."""
+    front = []
+    for name, row in points.iterrows():
+        better = points["score"] >= row["score"] if higher else points["score"] <= row["score"]
+        strictly = (points["cost"] < row["cost"]) | (
+            points["score"] > row["score"] if higher else points["score"] < row["score"]
+        )
+        if not ((points["cost"] <= row["cost"]) & better & strictly).any():
+            front.append(str(name))
+    return sorted(front, key=lambda name: points.loc[name, "cost"])
+
+
+def pareto_figure(runs: pd.DataFrame, colors: dict | None = None) -> Figure | None:
+    """Per task, each strategy's mean ranked metric (regret, test accuracy or test MSE, as the
+    tables) against its mean cost in plain runs, with 95 % t-intervals over seeds on both, and
+    the Pareto front (cheaper and better than nothing else) joined by a dashed line."""
+    ok = _ok(runs).dropna(subset=["resources.cost"])
+    panels = []
+    for task, cells in ok.groupby("task", sort=False):
+        judged, higher = score_metric(cells)
+        cells = cells.dropna(subset=[judged])
+        if cells.empty:
+            continue
+        scale = 100.0 if judged == "final.test_acc" else 1.0
+        rows = {}
+        for strategy, group in cells.groupby("strategy", sort=False):
+            cost, cost_low, cost_high = t_interval(group["resources.cost"])
+            score, low, high = t_interval(scale * group[judged])
+            rows[str(strategy)] = {
+                "cost": cost,
+                "cost_err": 0.0 if np.isnan(cost_low) else cost - cost_low,
+                "score": score,
+                "score_err": 0.0 if np.isnan(low) else score - low,
+            }
+        label = {"final.test_acc": "test accuracy (%)", "final.regret": "regret"}.get(
+            judged, judged.removeprefix("final.")
+        )
+        panels.append((str(task), pd.DataFrame.from_dict(rows, orient="index"), higher, label))
+    if not panels:
+        return None
+    colors = _colors(runs, colors)
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = _figure(nrows, ncols, width=max(7.5, 4.6 * ncols), height=4.2 * nrows + 1.0)
+    for ax, (task, points, higher, label) in zip(axes.flat, panels, strict=False):
+        for strategy, row in points.iterrows():
+            ax.errorbar(
+                row["cost"],
+                row["score"],
+                xerr=row["cost_err"],
+                yerr=row["score_err"],
+                fmt="o",
+                color=colors[str(strategy)],
+                markersize=7,
+                capsize=3,
+                zorder=3,
+            )
+        front = pareto_front(points, higher)
+        ax.plot(
+            points.loc[front, "cost"],
+            points.loc[front, "score"],
+            "--",
+            color="0.35",
+            lw=1.2,
+            zorder=2,
+        )
+        _maybe_log_x(ax, points["cost"].to_numpy())
+        if label == "regret" and (points["score"] > 0).all():
+            _log_scale(ax, "y", points["score"].to_numpy())
+        better = "higher" if higher else "lower"
+        ax.set(
+            title=f"task {task}",
+            xlabel="cost spent (plain runs)",
+            ylabel=f"{label}, {better} is better",
+        )
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    shown = [s for s in colors if s in set(ok["strategy"])]
+    handles = [
+        mpl.lines.Line2D([], [], marker="o", ls="", color=colors[s], markersize=8) for s in shown
+    ]
+    _legend_below(fig, handles, shown, "strategy")
+    fig.suptitle(
+        "Score against cost: means over seeds with 95 % t-intervals; dashed = Pareto front"
+    )
+    return fig
+
+
+def plot_pareto(runs: pd.DataFrame, path: Path, colors: dict | None = None) -> Path | None:
+    with _style():
+        fig = pareto_figure(runs, colors)
+        return None if fig is None else _save(fig, path)
+
+
+PARETO_CAPTION = (
+    "Per task, each strategy's final score as the tables rank it (regret, else test accuracy, "
+    "else test mean squared error) against the cost its search spent, in plain-training "
+    "equivalents: means over the ok seeds with 95 % Student-t intervals on both axes. The dashed "
+    "line joins the Pareto front, the strategies no other is both cheaper than (or as cheap as) "
+    "and at least as good as."
+)
+
+
 ADDED_RSS = "resources.added_rss_mb"
 WHOLE_RSS = "resources.peak_rss_mb"
 CUDA_PEAK = "resources.cuda_peak_mb"
@@ -372,10 +537,26 @@ def memory_metrics(runs: pd.DataFrame) -> list[tuple[str, str]]:
     return metrics
 
 
+# Strategies whose mean memory on a task differs by no more than this add "the same" memory.
+SAME_MEMORY_MB = 1.0
+
+
+def memory_differs(runs: pd.DataFrame, column: str) -> bool:
+    """Whether, on some task, the strategies' mean memory in `column` differs by more than
+    SAME_MEMORY_MB: where every strategy adds the same, a memory figure shows nothing."""
+    ok = _ok(runs).dropna(subset=[column])
+    for _, cells in ok.groupby("task", sort=False):
+        means = cells.groupby("strategy")[column].mean()
+        if len(means) and means.max() - means.min() > SAME_MEMORY_MB:
+            return True
+    return False
+
+
 def memory_figure(runs: pd.DataFrame, colors: dict | None = None) -> Figure | None:
-    """The memory figure of `plot_memory`, not yet saved; None when no memory is recorded."""
+    """The memory figure of `plot_memory`, not yet saved; None when no memory is recorded, or
+    when on every task every strategy adds the same memory (within SAME_MEMORY_MB)."""
     ok = _ok(runs)
-    metrics = memory_metrics(runs)
+    metrics = [(c, label) for c, label in memory_metrics(runs) if memory_differs(runs, c)]
     if not metrics:
         return None
     colors = _colors(runs, colors)
@@ -600,7 +781,10 @@ def _anytime_caption(runs: pd.DataFrame, trajectories: pd.DataFrame, task: str) 
     return (
         f"Task {task}: {what}{' on a log axis' if log_y else ''} against wall-clock and "
         "against cost (seconds; FLOPs in plain-training equivalents, the budget's unit), every ok "
-        "strategy: the median over seeds as a step line, band = interquartile range. Each seed "
+        "strategy: the median over seeds as a step line, the dark band its 95 % percentile "
+        "bootstrap interval over seeds, the light band the interquartile range; on tasks judged "
+        "by test accuracy a second row shows the incumbent's test accuracy during the search "
+        "(before the task's final protocol, whose result the tables report). Each seed "
         "holds its last incumbent to the end of its cell (its wall-clock; its cost budget), so a "
         "strategy with one point is a flat line. An x axis is logarithmic where its values span "
         "more than a factor 10."
@@ -654,6 +838,7 @@ def all_figures(
             "more than a factor 10), one panel per task: dots = seeds, diamonds = mean over "
             "seeds.",
         ),
+        (plot_pareto(runs, out_dir / "pareto.png", colors), PARETO_CAPTION),
         (plot_memory(runs, out_dir / "memory.png", colors), _memory_caption(runs)),
         (
             plot_lambdas(runs, out_dir / "lambdas.png"),

@@ -79,6 +79,12 @@ class Table:
     rows: list[list[str]]
     caption: str = ""
     data: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # What the columns mean, the same for every table of its kind: a standalone table file
+    # shows it after the caption, a report once in its legend section.
+    legend: str = ""
+
+    def full_caption(self) -> str:
+        return " ".join(part for part in (self.caption, self.legend) if part)
 
 
 @dataclass(frozen=True)
@@ -238,7 +244,10 @@ def task_table(runs: pd.DataFrame, task: str) -> Table:
     kind = cells["task_kind"].iloc[0] if len(cells) else task
     caption = (
         f"Task kind {kind}, judged by {JUDGED_BY[judged]}; budget {_budget_text(cells)}, "
-        f"whichever is reached first. Each cell: {CI_TEXT}. Test-set SE: the binomial standard "
+        "whichever is reached first."
+    )
+    legend = (
+        f"Task tables. Each cell: {CI_TEXT}. Test-set SE: the binomial standard "
         "error sqrt(p(1−p)/n) of one accuracy measured on the task's n test examples, the noise "
         f"of a single evaluation whatever the seeds. {TEST_TEXT}. Accuracy and loss are those of "
         "the configuration each strategy returned, under the task's final protocol. Cost: FLOPs "
@@ -253,6 +262,80 @@ def task_table(runs: pd.DataFrame, task: str) -> Table:
         rows=rows,
         caption=caption,
         data=pd.DataFrame(records).set_index("strategy") if records else pd.DataFrame(),
+        legend=legend,
+    )
+
+
+SUMMARY_NAME = "summary"
+
+
+def _summary_row(cells: pd.DataFrame) -> tuple[list[str], dict[str, Any]] | None:
+    """One task's summary: its best strategy by mean, those not separated from it, and its
+    margin over the runner-up by mean (paired over seeds, with a t-interval)."""
+    tests = paired_vs_best(cells)
+    if tests.empty or not tests["best"].any():
+        return None
+    judged, higher = score_metric(cells)
+    metric = next(m for m in METRICS if m.column == judged)
+    best = str(tests.index[tests["best"]][0])
+    ok = cells[cells["status"] == "ok"]
+    by_seed = ok.pivot_table(index="seed", columns="strategy", values=judged, aggfunc="first")
+    summary = _summary(by_seed[best], metric.key)
+    others = tests[~tests["best"]]
+    apart = others["worse"] | others["better_median"]
+    tied = [str(s) for s in others.index[~apart]]
+    record: dict[str, Any] = {"best": best, "not_separated": tied, **summary}
+    margin = DASH
+    if len(others):
+        runner = str(others["mean"].idxmax() if higher else others["mean"].idxmin())
+        pairs = by_seed[[best, runner]].dropna()
+        gain = pairs[best] - pairs[runner] if higher else pairs[runner] - pairs[best]
+        mean, low, high = t_interval(gain)
+        record.update(runner_up=runner, margin=mean, margin_low=low, margin_high=high)
+        scale, digits = metric.scale, metric.digits
+        if math.isnan(low):
+            interval = ""
+        else:
+            interval = f" [{low * scale:.{digits}f}, {high * scale:.{digits}f}]"
+        margin = f"{mean * scale:.{digits}f}{interval} over {runner}"
+    row = [
+        str(cells["task"].iloc[0]),
+        metric.label,
+        f"{best}: {_cell_text(summary, metric.key, metric.scale, metric.digits)}",
+        ", ".join(tied) if tied else "none",
+        margin,
+    ]
+    return row, record
+
+
+def summary_table(runs: pd.DataFrame) -> Table:
+    """The report's answer first: per task, who is best, who is not separated from it, and by
+    how much the best leads the runner-up, with its interval."""
+    rows, records = [], []
+    for task in pd.unique(runs["task"]):
+        found = _summary_row(runs[runs["task"] == task])
+        if found is not None:
+            rows.append(found[0])
+            records.append({"task": str(task), **found[1]})
+    caption = (
+        f"Per task: the best strategy by mean ({CI_TEXT}); the strategies not separated from "
+        "it (two-sided Wilcoxon signed-rank over the paired seeds, Holm-corrected, p ≥ 0.05); "
+        "the best's margin over the runner-up by mean: the mean paired difference over seeds, "
+        f"positive where the best is better, with its {LEVEL:.0%} Student-t interval in brackets."
+    )
+    return Table(
+        name=SUMMARY_NAME,
+        title="Summary: the best strategy per task",
+        header=[
+            "task",
+            "judged by",
+            "best (mean ± CI)",
+            "not separated from the best",
+            "margin over the runner-up [CI]",
+        ],
+        rows=rows,
+        caption=caption,
+        data=pd.DataFrame(records).set_index("task") if records else pd.DataFrame(),
     )
 
 
@@ -284,17 +367,19 @@ def rank_table(rank_set: RankSet, index: int = 0) -> Table:
     )
     caption = (
         f"Strategies ranked together only over the tasks on which every one of them ran "
-        f"({', '.join(rank_set.tasks)}). Each block is one task-seed: strategies are ranked "
-        "within it (1 = best; by regret on tasks that report one, else by test accuracy, else by "
-        "test mean squared error, else by validation loss; ties "
-        "share the average rank) and the ranks averaged over blocks; per-task columns average "
-        f"over that task's seeds. {friedman_text}{dropped}. The critical-difference diagram "
-        "below (autorank: Friedman and Nemenyi) shows which mean ranks differ significantly."
+        f"({', '.join(rank_set.tasks)}). {friedman_text}{dropped}."
+    )
+    legend = (
+        "Rank tables. Each block is one task-seed: strategies are ranked within it (1 = best; "
+        "by regret on tasks that report one, else by test accuracy, else by test mean squared "
+        "error, else by validation loss; ties share the average rank) and the ranks averaged "
+        "over blocks; per-task columns average over that task's seeds. The critical-difference "
+        "diagram (autorank: Friedman and Nemenyi) shows which mean ranks differ significantly."
     )
     table.index.name = "strategy"
     title = f"Mean rank: {len(rank_set.strategies)} strategies over {len(rank_set.tasks)} tasks"
     data = table.assign(friedman_chi2=statistic, friedman_p=p)
-    return Table(rank_set_name(rank_set, index), title, header, rows, caption, data)
+    return Table(rank_set_name(rank_set, index), title, header, rows, caption, data, legend)
 
 
 # --- cost model check -------------------------------------------------------------------------
@@ -597,10 +682,11 @@ def auxtarget_tables(runs: pd.DataFrame) -> list[Table]:
 
 
 def all_tables(runs: pd.DataFrame, paper_tables: Sequence[str] = ()) -> list[Table]:
-    """One table per task, the rank tables (one per `stats.rank_sets`), the cost model check
-    (when any cell records per-unit cost or seconds), then the paper tables `paper_tables` asks
-    for ("hypercleaning", "auxtarget"), after the suite's own results."""
-    tables = [task_table(runs, str(t)) for t in pd.unique(runs["task"])]
+    """The summary, one table per task, the rank tables (one per `stats.rank_sets`), the cost
+    model check (when any cell records per-unit cost or seconds), then the paper tables
+    `paper_tables` asks for ("hypercleaning", "auxtarget"), after the suite's own results."""
+    tables = [summary_table(runs)]
+    tables += [task_table(runs, str(t)) for t in pd.unique(runs["task"])]
     tables += [rank_table(rank_set, i) for i, rank_set in enumerate(rank_sets(runs))]
     if has_unit_data(runs):
         tables.append(cost_model_table(runs))
@@ -624,8 +710,8 @@ def to_markdown(table: Table) -> str:
     lines.append("| " + " | ".join(_md_cell(h) for h in table.header) + " |")
     lines.append("|" + "|".join([":---"] + ["---:"] * (len(table.header) - 1)) + "|")
     lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
-    if table.caption:
-        lines += ["", table.caption]
+    if table.full_caption():
+        lines += ["", table.full_caption()]
     return "\n".join(lines) + "\n"
 
 
@@ -643,8 +729,12 @@ _TEX_SPECIAL = {
 }
 # Applied after escaping, so the math these introduce is not escaped again.
 _TEX_UNICODE = {
+    "χ²": r"$\chi^2$",
     "±": r"$\pm$",
+    "≥": r"$\ge$",
+    "α": r"$\alpha$",
     "–": "--",
+    "−": "-",  # U+2212: an ASCII minus, so a table pasted into a paper compiles anywhere
     "—": "---",
     "“": "``",
     "”": "''",
@@ -668,25 +758,46 @@ def tex_escape(text: str) -> str:
     return out
 
 
+VERSUS = "vs best (Holm p)"
+
+
+def narrow(table: Table) -> Table | None:
+    """A one-column variant of a task table for a paper: strategy, the metric it is judged by
+    (mean ± CI) and the test against the best; None for a table without that test."""
+    if VERSUS not in table.header:
+        return None
+    versus = table.header.index(VERSUS)
+    metric = versus - 1
+    if table.header[metric] == "test-set SE (pts)":
+        metric -= 1
+    keep = [0, metric, versus]
+    return Table(
+        name=f"{table.name}-narrow",
+        title=table.title,
+        header=["strategy", table.header[metric], "vs best"],
+        rows=[[row[i] for i in keep] for row in table.rows],
+        caption=table.caption,
+        data=table.data,
+    )
+
+
 def to_latex(table: Table) -> str:
-    """A `table` environment with a plain `tabular` (no packages needed)."""
-    align = "l" + "r" * (len(table.header) - 1)
-    caption = tex_escape(f"{table.title}. {table.caption}" if table.caption else table.title)
-    lines = [
-        r"\begin{table}[ht]",
-        r"\centering",
-        rf"\caption{{{caption}}}",
-        rf"\label{{tab:{table.name}}}",
-        rf"\begin{{tabular}}{{{align}}}",
-        r"\hline",
-        " & ".join(tex_escape(h) for h in table.header) + r" \\",
-        r"\hline",
-        *(" & ".join(tex_escape(c) for c in row) + r" \\" for row in table.rows),
-        r"\hline",
-        r"\end{tabular}",
-        r"\end{table}",
-    ]
-    return "\n".join(lines) + "\n"
+    """A `table` environment through pandas' Styler: booktabs rules (`\\usepackage{booktabs}`),
+    the title as the short caption (for a list of tables), cells escaped by `tex_escape` (so
+    minus signs are ASCII and ± is math)."""
+    header = [tex_escape(h) for h in table.header]
+    frame = pd.DataFrame([[tex_escape(c) for c in row] for row in table.rows], columns=header)
+    text = table.full_caption()
+    caption = tex_escape(f"{table.title}. {text}" if text else table.title)
+    styler = frame.style.hide(axis="index")
+    return styler.to_latex(
+        column_format="l" + "r" * (len(header) - 1),
+        position="ht",
+        position_float="centering",
+        hrules=True,
+        label=f"tab:{table.name}",
+        caption=(caption, tex_escape(table.title)),
+    )
 
 
 def to_html(table: Table) -> str:
@@ -696,8 +807,8 @@ def to_html(table: Table) -> str:
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table.rows
     )
     caption = f"<strong>{html.escape(table.title)}</strong>"
-    if table.caption:
-        caption += f'<br><span class="note">{html.escape(table.caption)}</span>'
+    if table.full_caption():
+        caption += f'<br><span class="note">{html.escape(table.full_caption())}</span>'
     return (
         f'<table class="results" id="{html.escape(table.name)}">\n<caption>{caption}</caption>\n'
         f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n"

@@ -255,7 +255,10 @@ class GridSearch(OptunaStrategy):
     and step limits pay for; with only a seconds limit it is `points_per_dim` per dimension
     (default 5) and the clock decides how much of it runs. The points are enqueued into the
     study: Optuna's GridSampler stops its study from inside `tell`, which only works under
-    `optimize`."""
+    `optimize`.
+
+    Points are cell-centred, spaced geometrically on log scales.
+    """
 
     domains = {
         "points_per_dim": Interval(0, integer=True, meaning="0 sizes it by the budget"),
@@ -286,6 +289,8 @@ class GridSearch(OptunaStrategy):
 @STRATEGIES.register("default")
 class Default(Strategy):
     """One training run at the task's default hyperparameters (the paper's Vanilla row)."""
+
+    family = "reference"  # the docs' family column (tools/readme_figures.py)
 
     def run(self, task, budget, rng, recorder):
         config = task.default_config()

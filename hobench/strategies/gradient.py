@@ -165,7 +165,12 @@ def hyper_optimizer(problem: GradientProblem, hyper_lr: float) -> HyperOptimizer
 class ReverseHG(HypergradientDescent):
     """Reverse-HG (paper section 3.1): hypergradient descent with the exact hypergradient of the
     validation loss after T training steps, by reverse mode over the stored trajectory; time
-    independent of the number of hyperparameters, memory of T states."""
+    independent of the number of hyperparameters, memory of T states.
+
+    Each hyper-iteration: train T steps, compute the hypergradient, take an Adam hyper-step, project
+    onto the feasible set; optionally truncated (`truncate`) and warm-started
+    (`warm_start`).
+    """
 
     mode = "reverse"
 
@@ -195,7 +200,11 @@ class TruncatedHG(ReverseHG):
 class ForwardHG(HypergradientDescent):
     """Forward-HG (paper section 3.2): hypergradient descent with the same hypergradient as
     Reverse-HG, by forward mode (carrying ds/dλ along training); no trajectory stored, time
-    growing with the number of hyperparameters."""
+    growing with the number of hyperparameters.
+
+    The same loop as reverse-hg (train T steps, hypergradient, Adam hyper-step, project) with the
+    forward-mode hypergradient.
+    """
 
     mode = "forward"
 
@@ -211,6 +220,8 @@ class RTHO(Strategy):
     it from s_0 for T plain steps, so its model trained exactly as long as every other
     strategy's. Budget that one run does not need is reported (cost spent < cost budget), not
     spent; a budget too small for the whole run ends it early, and the replay holds the last λ.
+
+    The hyper-steps are Adam steps, one after every Δ steps but the last.
     """
 
     start = "rtho"
@@ -392,6 +403,10 @@ class OnlineTruncatedHG(RTHO):
 
 @STRATEGIES.register("rtho-nt")
 class RTHONullTeacher(RTHO):
-    """RTHO from the "null teacher": η = μ = ρ = 0."""
+    """RTHO from the "null teacher": η = μ = ρ = 0.
+
+    On auxtarget μ = ρ = 0 and η at the floor of its range (it moves log η); on ridge λ at its floor
+    (no regularisation).
+    """
 
     start = "null"

@@ -50,7 +50,11 @@ class IFTConjugateGradient(ImplicitHG):
     treats the weights after T steps as the minimiser of the training loss and solves the
     Hessian system with Hessian-vector products; no trajectory stored, and fewer products than
     steps. Wrong where training has not converged, blind to the optimiser's own
-    hyperparameters (η, μ), stopped by non-positive curvature."""
+    hyperparameters (η, μ), stopped by non-positive curvature.
+
+    H v = ∇_w E by conjugate gradient on Hessian-vector products (at most `iterations`, fewer once
+    the residual is below `tol`), then ∂_λE − (∂_λ∇_w J)ᵀ v.
+    """
 
     method = "cg"
     domains = {
@@ -86,7 +90,11 @@ class IFTNeumann(ImplicitHG):
     solved by `iterations` terms of a Neumann series, either on the training dynamics' step Φ
     (form "fixed-point": no step size, any stationary dynamics) or on the Hessian (form
     "hessian", step alpha < 2/L). Wrong where training has not converged; a series that does
-    not contract diverges."""
+    not contract diverges.
+
+    The fixed-point form solves (I − ∂Φ/∂s)ᵀ v = ∇_s E and needs no step size; the Hessian form
+    needs `alpha` < 2/L.
+    """
 
     domains = {
         **COMMON,

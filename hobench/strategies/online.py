@@ -56,7 +56,11 @@ class HypergradientDescentLR(Strategy):
     the task's defaults whose learning rate moves every step by −β · ∂J_t/∂η_{t−1} (the
     training loss's own hypergradient, no validation data); its answer, the learning-rate
     schedule, is replayed from s_0. About two plain runs of cost. Only for tasks that search a
-    learning rate."""
+    learning rate.
+
+    η moves before every step by −β ∂J_t/∂η_{t−1} = −β ∇J_t(w_{t−1}) · (w_{t−1} − w_{t−2})/η_{t−1},
+    clipped to the task's range; a task that searches no learning rate is refused in one line.
+    """
 
     domains = {
         "hyper_lr": Interval(0, open_low=True, meaning="β, the learning rate's step size"),

@@ -22,7 +22,11 @@ from hobench.tasks.base import Task
 
 @STRATEGIES.register("early-stopping")
 class EarlyStopping(Strategy):
-    """Vanilla (the task's defaults) trained T steps, the best validation checkpoint returned."""
+    """Vanilla (the task's defaults) trained T steps, the best validation checkpoint returned.
+
+    The validation loss is checked every `check_every` steps; the reference row for plain training
+    with early stopping.
+    """
 
     domains = {"check_every": Interval(1, integer=True)}
 

@@ -1,1 +1,2 @@
-"""An example hobench plugin: `quadratic-bowl` (a task) and `coordinate-search` (a strategy)."""
+"""An example hobench plugin: `quadratic-bowl` (a task), `coordinate-search` (a strategy) and
+`nsga2` (Optuna's NSGA-II sampler as a strategy)."""
