@@ -199,6 +199,7 @@ FAMILIES = {
     "hobench.tasks.featuredecay": "crossover knob (m)",
     "hobench.tasks.lrschedule": "crossover knob (T)",
     "hobench.tasks.tabulardecay": "tabular",
+    "hobench.tasks.module": "your model (nn.Module)",
 }
 
 

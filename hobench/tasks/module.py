@@ -110,9 +110,10 @@ def weight_decay_groups(module: torch.nn.Module, spec: str) -> dict[str, list[st
 
 @TASKS.register("module")
 class ModuleTask(Task):
-    """Any nn.Module on any data: a built-in CNN (lenet5, resnet) or your "package.module:
-    callable", trained by minibatch SGD/momentum/Adam; tunes any of lr, momentum, weight decay
-    per parameter group, an auxiliary-loss weight and per-example weights."""
+    """Any nn.Module on any data: a built-in CNN (lenet5, resnet) or your own, named
+    "package.module:callable", trained by minibatch SGD/momentum/Adam; tunes any of lr,
+    momentum, weight decay per parameter group, an auxiliary-loss weight and per-example weights
+    (see docs/models.md)."""
 
     domains = {
         "source": SOURCE,
