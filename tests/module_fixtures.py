@@ -48,6 +48,21 @@ def tiny_data():
     return X.astype(np.float32), y
 
 
+class FlatMLP(nn.Module):
+    """A model for flat inputs: refused on images, before any cell."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(36, CLASSES)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+def broken_data():
+    raise OSError("no such file: my_images.npz")
+
+
 def not_a_module():
     return "a string"
 

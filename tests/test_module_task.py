@@ -252,6 +252,16 @@ BAD = {
         "optimizer",
     ),
     "unknown-hyperparameter": ('tune = ["dropout"]', "tasks[0].tune", "name some of"),
+    "wrong-input-shape": (
+        'model = "tests.module_fixtures:FlatMLP"',
+        "tasks[0].model",
+        "(2, 1, 6, 6)",
+    ),
+    "data-factory-raises": (
+        'data = "tests.module_fixtures:broken_data"',
+        "tasks[0].data",
+        "OSError",
+    ),
 }
 
 

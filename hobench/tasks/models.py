@@ -173,7 +173,12 @@ def build_model(spec: str, args: dict[str, Any], shape: dict[str, int]) -> nn.Mo
 def load_data(spec: str, source: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) of the data set `spec` names, X float of shape (n, channels, ...), y int64."""
     factory = load_factory(spec, DATA, "data")
-    data = factory(source, data_dir) if spec in DATA else factory()
+    try:
+        data = factory(source, data_dir) if spec in DATA else factory()
+    except Exception as exc:  # a missing file, a download refused, the user's code raising
+        raise FactoryError(
+            f"data {spec!r} failed ({_first_line(exc)})", "fix its loading"
+        ) from None
     if isinstance(data, tuple) and len(data) == 2:
         X, y = data
     elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):

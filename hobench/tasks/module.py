@@ -192,8 +192,15 @@ class ModuleTask(Task):
             decays = "weight_decay" in tune or params["weight_decay"] > 0
             if decays and not weight_decay_groups(module, params["decay_groups"]):
                 raise ParamError("decay_groups", "no layer has weights", 'use decay_groups = "all"')
-            with torch.no_grad():
-                out = module.eval()(torch.as_tensor(X[:2]))
+            try:
+                with torch.no_grad():
+                    out = module.eval()(torch.as_tensor(X[:2]))
+            except Exception as exc:
+                raise FactoryError(
+                    f"model {params['model']!r} failed on inputs of shape {(2, *X.shape[1:])} "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+                    "make its forward take the data's (n, channels, ...) batches",
+                ) from None
             if "aux_weight" in tune and not isinstance(out, tuple):
                 raise ParamError(
                     "tune",
