@@ -206,7 +206,8 @@ def main() -> None:
         f"# hobench on {where}: tools/gpu-run.sh",
         "",
         f"{now}; device {dev}{' (QUICK sizes: not figures)' if args.quick == '1' else ''}; "
-        f"commit {env.get('commit')} (pack built at {env.get('pack_commit')}); {' '.join(env.get('versions') or [])}",
+        f"commit {env.get('commit')} (pack built at {env.get('pack_commit')}); "
+        + " ".join(env.get("versions") or []),
         "",
         "| stage | exit | seconds | limit s |",
         "| --- | --- | --- | --- |",
