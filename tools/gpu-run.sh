@@ -18,9 +18,11 @@
 #   QUICK=1          tiny sizes, to exercise the script on a CPU in a minute or two
 #   OUT=DIR          where results go (default: results/local/gpu-run-$DEVICE)
 #   PACK=.whl        the wheels;  PYTHON=python3  the interpreter whose torch is used
-#   ENGINE_S SMOKE_S DEFAULT_S POP_S   each stage's limit in seconds (default 200 75 120 75)
+#   ENGINE_S SMOKE_S DEFAULT_S POP_S REPORT_S   each stage's limit in seconds (default 180 60
+#                    120 75 45), all within TOTAL_S=560 from the start (QUICK: 1800)
 #   ENGINE_T=500     engine steps T;  ENGINE_COMPILE=0  eager engine cases (1: compiled path,
 #                    which compiles in every process and may not fit ENGINE_S)
+#   RUN="engine smoke default population"   the stages to run (default: all four)
 #   JOBS=1           cells at a time in the suites (1: seconds per cell comparable to the CPU's)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +51,12 @@ else
     POP_TASKS=${POP_TASKS:-"ridge hc-R250 auxtarget"}; SMOKE_ONLY=${SMOKE_ONLY:-}
     DEFAULT_ONLY=${DEFAULT_ONLY:-}; ENGINE_K=${ENGINE_K:-}
 fi
-ENGINE_S=${ENGINE_S:-200}; SMOKE_S=${SMOKE_S:-75}; DEFAULT_S=${DEFAULT_S:-120}; POP_S=${POP_S:-75}
+ENGINE_S=${ENGINE_S:-180}; SMOKE_S=${SMOKE_S:-60}; DEFAULT_S=${DEFAULT_S:-120}; POP_S=${POP_S:-75}
+REPORT_S=${REPORT_S:-45}
+RUN=" ${RUN:-engine smoke default population} "
+# Every stage ends by this many seconds after the start, whatever its own limit: the device
+# call's limit (600 s) is never reached, so what was measured always comes back.
+TOTAL_S=${TOTAL_S:-$([ "$QUICK" = 1 ] && echo 1800 || echo 560)}
 STAGES=$WORK/stages.jsonl
 : >"$STAGES"
 FAILED=()
@@ -65,6 +72,16 @@ summarize() {
 stage() {
     local name=$1 limit=$2
     shift 2
+    local left=$((TOTAL_S - SECONDS - 25))
+    [ "$left" -lt "$limit" ] && limit=$left
+    if [ "$limit" -lt 10 ]; then
+        echo "== $name: skipped, ${left} s left of TOTAL_S=$TOTAL_S"
+        printf '{"stage": "%s", "rc": 125, "seconds": 0, "limit_s": %d}\n' "$name" "$limit" \
+            >>"$STAGES"
+        FAILED+=("$name")
+        summarize
+        return 0
+    fi
     echo "== $name (limit ${limit} s): $*"
     local start=$SECONDS
     timeout -k 20 "$limit" "$@" >"$LOGS/$name.log" 2>&1
@@ -123,31 +140,41 @@ sed 's/^seeds = .*/seeds = [0]/' "$ROOT/suites/default.toml" >"$WORK/suites/defa
 cd "$WORK"
 HOBENCH=("$PYTHON" -m hobench)
 
+wanted() { [[ $RUN == *" $1 "* ]]; }
+
 # 2a. The engine benchmarks (benchmarks/test_engine.py) on the device.
 K_ARGS=()
 [ -n "$ENGINE_K" ] && K_ARGS=(-k "$ENGINE_K")
-stage engine "$ENGINE_S" env HOBENCH_BENCH_DEVICE="$DEVICE" HOBENCH_BENCH_T="$ENGINE_T" \
-    HOBENCH_COMPILE="${ENGINE_COMPILE:-0}" "$PYTHON" -m pytest -p no:cacheprovider benchmarks \
-    --benchmark-storage="$WORK/benchmark-storage" --benchmark-sort=name \
-    --benchmark-columns=min,median,max,rounds --benchmark-group-by=group \
-    --benchmark-name=short --benchmark-save="engine-$DEVICE-T$ENGINE_T" "${K_ARGS[@]}"
+if wanted engine; then
+    stage engine "$ENGINE_S" env HOBENCH_BENCH_DEVICE="$DEVICE" HOBENCH_BENCH_T="$ENGINE_T" \
+        HOBENCH_COMPILE="${ENGINE_COMPILE:-0}" "$PYTHON" -m pytest -p no:cacheprovider benchmarks \
+        --benchmark-storage="$WORK/benchmark-storage" --benchmark-sort=name \
+        --benchmark-columns=min,median,max,rounds --benchmark-group-by=group \
+        --benchmark-name=short --benchmark-save="engine-$DEVICE-T$ENGINE_T" "${K_ARGS[@]}"
+fi
 
-# 2b. The smoke suite and 2c. one seed of the default suite; each report outside the run's limit.
+# 2b. The smoke suite and 2c. one seed of the default suite; each report under its own limit.
 suite() {
     local name=$1 file=$2 only=$3 limit=$4
     local args=(run "$file" --device "$DEVICE" --jobs "$JOBS" --results-dir "$WORK/runs/$name")
     [ -n "$only" ] && args+=(--only "$only")
     stage "$name" "$limit" "${HOBENCH[@]}" "${args[@]}"
-    [ -f "$WORK/runs/$name/runs.jsonl" ] && stage "$name-report" 90 "${HOBENCH[@]}" report "$WORK/runs/$name"
+    if [ -f "$WORK/runs/$name/runs.jsonl" ]; then
+        stage "$name-report" "$REPORT_S" "${HOBENCH[@]}" report "$WORK/runs/$name"
+    fi
 }
-suite "smoke-$DEVICE" suites/smoke.toml "$SMOKE_ONLY" "$SMOKE_S"
-suite "default-seed0-$DEVICE" suites/default-seed0.toml "$DEFAULT_ONLY" "$DEFAULT_S"
+wanted smoke && suite "smoke-$DEVICE" suites/smoke.toml "$SMOKE_ONLY" "$SMOKE_S"
+if wanted default; then
+    suite "default-seed0-$DEVICE" suites/default-seed0.toml "$DEFAULT_ONLY" "$DEFAULT_S"
+fi
 
 # 2d. Population training: configurations per second at each k.
-# shellcheck disable=SC2086
-stage population "$POP_S" "$PYTHON" -m benchmarks.population --device "$DEVICE" \
-    --ks $POP_KS --rounds "$POP_ROUNDS" --tasks $POP_TASKS \
-    --out "$WORK/population-$DEVICE.json"
+if wanted population; then
+    # shellcheck disable=SC2086
+    stage population "$POP_S" "$PYTHON" -m benchmarks.population --device "$DEVICE" \
+        --ks $POP_KS --rounds "$POP_ROUNDS" --tasks $POP_TASKS \
+        --out "$WORK/population-$DEVICE.json"
+fi
 
 cd "$ROOT"
 summarize

@@ -87,7 +87,8 @@ def suite_section(name: str, rows: dict[str, dict], baseline: dict[str, dict] | 
     return lines + [""]
 
 
-def engine_section(engine: dict[str, Any] | None, log: Path) -> list[str]:
+def engine_section(engine: dict[str, Any] | None, log: Path, cpu: dict[str, Any]) -> list[str]:
+    """`cpu`: the committed CPU run (results/engine-bench.json), beside each ratio."""
     lines = ["## Engine benchmarks", ""]
     if engine is None:
         text = log.read_text(errors="replace").splitlines() if log.is_file() else []
@@ -102,25 +103,42 @@ def engine_section(engine: dict[str, Any] | None, log: Path) -> list[str]:
             "```",
             "",
         ]
-    meta = engine["meta"]
+    meta, cpu_meta = engine["meta"], cpu.get("meta", {})
+    cpu_cases = {c["case"]: c for c in cpu.get("cases", [])}
+    cpu_targets = {t["target"]: t for t in cpu.get("targets", [])}
     lines += [
         f"{meta.get('shape')}; T = {meta.get('steps')}; {meta.get('gpu') or meta.get('device')}; "
         f"{'compiled' if engine.get('compiled') else 'eager'} path; plain = {engine.get('plain')}",
         "",
-        "| case | median s | ratio to plain | extra peak MB |",
-        "| --- | --- | --- | --- |",
+        f"beside the committed CPU run (results/engine-bench.json): {cpu_meta.get('processor')}, "
+        f"T = {cpu_meta.get('steps')}, {'compiled' if cpu.get('compiled') else 'eager'} path",
+        "",
+        "| case | median s | ratio to plain | CPU ratio | extra peak MB | CPU extra MB |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for c in engine["cases"]:
+        b = cpu_cases.get(c["case"], {})
         lines.append(
             f"| {c['case']} | {fmt(c['median_s'])} | {fmt(c['ratio_to_plain'])} | "
-            f"{fmt(c['extra_peak_mb'])} |" + (f" skipped: {c['skipped']}" if c["skipped"] else "")
+            f"{fmt(b.get('ratio_to_plain'))} | {fmt(c['extra_peak_mb'])} | "
+            f"{fmt(b.get('extra_peak_mb'))} |"
+            + (f" skipped: {c['skipped']}" if c["skipped"] else "")
         )
-    lines += ["", "| target | value | limit | status |", "| --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| target | value | CPU value | limit | status | CPU status |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for t in engine["targets"]:
-        lines.append(f"| {t['target']} | {fmt(t['value'])} | {t['limit']} | {t['status']} |")
+        b = cpu_targets.get(t["target"], {})
+        lines.append(
+            f"| {t['target']} | {fmt(t['value'])} | {fmt(b.get('value'))} | {fmt(t['limit'])} | "
+            f"{t['status']} | {b.get('status', '—')} |"
+        )
     lines += ["", "agreement:"]
     for check, a in engine["agreement"].items():
-        lines.append(f"- {check}: {a['rel_diff']:.2e} (tolerance {a['tol']:g})")
+        tol = "no tolerance" if a.get("tol") is None else f"tolerance {a['tol']:g}"
+        lines.append(f"- {check}: {fmt(a.get('rel_diff'))} ({tol})")
     return lines + [""]
 
 
@@ -130,7 +148,7 @@ def population_section(pop: dict[str, Any] | None) -> list[str]:
         return lines + ["no summary (the stage did not finish: see logs.tar.gz)", ""]
     ks = pop["ks"]
     lines += [
-        f"{pop.get('gpu') or pop.get('device')}, median of {pop['rounds']} rounds; "
+        f"{pop.get('gpu') or pop.get('device') or 'cpu'}, median of {pop['rounds']} rounds; "
         "torch threads in the second column",
         "",
         "| task | threads | " + " | ".join(f"k={k}" for k in ks) + f" | k={ks[-1]} / k={ks[0]} |",
@@ -213,10 +231,12 @@ def main() -> None:
         "| --- | --- | --- | --- |",
     ]
     for s in stages:
-        note = " (hit its limit)" if s["rc"] == 124 else ""
+        note = {124: " (hit its limit)", 125: " (skipped: no time left)"}.get(s["rc"], "")
         lines.append(f"| {s['stage']} | {s['rc']}{note} | {s['seconds']} | {s['limit_s']} |")
     lines.append("")
-    lines += engine_section(engine, work / "logs" / "engine.log")
+    cpu_file = root / "results" / "engine-bench.json"
+    cpu_engine = json.loads(cpu_file.read_text()) if cpu_file.is_file() else {}
+    lines += engine_section(engine, work / "logs" / "engine.log", cpu_engine)
     lines += suite_section("Smoke suite", smoke, None)
     lines += suite_section("Default suite, seed 0", default, committed)
     lines += population_section(pop)
