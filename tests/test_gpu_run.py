@@ -29,7 +29,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 PACK = ROOT / "build" / f"gpu-pack-py{PY}"
-TORCH = torch.__version__.split("+")[0]
+# The running torch, local label included (2.13.0+cpu here: the CPU build on this machine's disk,
+# as .ci/run installs it); never an unpinned one, which would pull a CUDA build of several GB.
+TORCH = torch.__version__
 
 
 def pypi_reachable() -> bool:
@@ -62,7 +64,9 @@ def ensure_pack() -> tuple[Path, Path]:
     ):
         gpu_pack("--out", str(whl), "--hobench-only")
     elif pypi_reachable():
-        gpu_pack("--pin", f"torch=={TORCH}", "--out", str(whl), "--image-dir", str(image))
+        gpu_pack(
+            "--pin", f"torch=={TORCH.split('+')[0]}", "--out", str(whl), "--image-dir", str(image)
+        )
     else:
         pytest.skip(
             f"no pack for Python {PY} in {PACK.relative_to(ROOT)} (or one made for another "
@@ -78,7 +82,8 @@ def test_gpu_run_on_cpu_in_a_clean_environment(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)  # pip: the image has it
     python = venv / "bin" / "python"
     install = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]
-    for extra in ([f"torch=={TORCH}"], ["--no-index", "--no-deps", *map(str, image.glob("*.whl"))]):
+    image_wheels = ["--no-index", "--no-deps", *map(str, image.glob("*.whl"))]
+    for extra in (["--only-binary=:all:", f"torch=={TORCH}"], image_wheels):
         done = subprocess.run(install + extra, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stderr[-3000:]
 

@@ -23,6 +23,7 @@
 #   ENGINE_T=500     engine steps T;  ENGINE_COMPILE=0  eager engine cases (1: compiled path,
 #                    which compiles in every process and may not fit ENGINE_S)
 #   RUN="engine smoke default population"   the stages to run (default: all four)
+#   KEEP_WORK=1      keep the scratch folder (default: removed; everything is in $OUT)
 #   JOBS=1           cells at a time in the suites (1: seconds per cell comparable to the CPU's)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,13 +31,18 @@ ROOT=$(pwd)
 
 DEVICE=${DEVICE:-cuda}
 QUICK=${QUICK:-0}
-PACK=$(cd "${PACK:-.whl}" 2>/dev/null && pwd) || { echo "gpu-run: no pack at ${PACK:-.whl}: run make gpu-pack first" >&2; exit 2; }
+PACK=$(cd "${PACK:-.whl}" 2>/dev/null && pwd) || {
+    echo "gpu-run: no pack at ${PACK:-.whl}: run make gpu-pack first" >&2
+    exit 2
+}
 PYTHON=${PYTHON:-python3}
 case $PYTHON in */*) PYTHON=$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON") ;; esac
 JOBS=${JOBS:-1}
 OUT=${OUT:-results/local/gpu-run-$DEVICE}
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hobench-gpu-run.XXXXXX")
+# The scratch folder (installed pack, runs, logs) goes at the end; KEEP_WORK=1 keeps it.
+[ "${KEEP_WORK:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 SITE=$WORK/site
 LOGS=$WORK/logs
 mkdir -p "$LOGS" "$WORK/runs"
