@@ -203,9 +203,10 @@ def fetch(python, names, resolved, out: Path, local: Path, python_version: str) 
     kept = []
     for name in sorted(names):
         version = resolved[name]["metadata"]["version"]
-        have = wheel_for(out, name, version)
-        if have is None and (built := wheel_for(local, name, version)):
-            have = Path(shutil.copy2(built, out))
+        # Built here (hobench, source-only packages): always the fresh build, whose version
+        # number need not change with its content.
+        built = wheel_for(local, name, version)
+        have = Path(shutil.copy2(built, out)) if built else wheel_for(out, name, version)
         if have is None:
             pip(python, "download", "--no-deps", *target_flags(python_version), "-d", str(out),
                 f"{name}=={version}")  # fmt: skip
