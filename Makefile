@@ -39,6 +39,14 @@
 #                       configurations as one vmapped run; random, qmc and grid's `population`)
 #                       at k = 1, 8, 32 on the default suite's tasks, one thread and the
 #                       default threads: a table, and results/population-bench.json
+#   make gpu-pack       the wheels a borrowed GPU machine (no network, Python 3.12 with its own
+#                       torch) lacks to run hobench, hobench's own included, into .whl/
+#                       (GPU_PYTHON=3.12, GPU_PACK=.whl), and whether they and the working tree
+#                       fit the 64 MiB carry limit, in one line (tools/gpu_pack.py; docs/gpu.md)
+#   make gpu-run        on that machine: installs the pack next to its torch, then in about 8
+#                       minutes the engine benchmarks, the smoke suite, one seed of the default
+#                       suite and population training at k = 1, 32, 256, 1024 on CUDA, results
+#                       and SUMMARY.md into $OUT (tools/gpu-run.sh; DEVICE=cpu QUICK=1 here)
 #   make readme         the generated figures of README.md (the default suite's critical-difference
 #                       diagram and ranks, the strategies and tasks tables), docs/results.md (the
 #                       task and cost tables) and docs/engine.md (the engine section) rewritten
@@ -68,7 +76,7 @@ BENCH_FLAGS := benchmarks --benchmark-storage=$(BENCH_STORAGE) --benchmark-sort=
 	--benchmark-columns=min,median,max,rounds --benchmark-group-by=group --benchmark-name=short
 
 .PHONY: install test lint bench bench-engine bench-suite bench-compare bench-gpu \
-	bench-population readme docs clean distclean
+	bench-population gpu-pack gpu-run readme docs clean distclean
 
 install: $(STAMP)
 
@@ -150,6 +158,16 @@ bench-gpu: install
 
 bench-population: install
 	$(PY) -m benchmarks.population --out results/population-bench.json
+
+# The GPU machine's Python and the pack's folder (ignored; named in the device call's carry).
+GPU_PYTHON ?= 3.12
+GPU_PACK ?= .whl
+gpu-pack: install
+	$(PY) tools/gpu_pack.py --python $(GPU_PYTHON) --out $(GPU_PACK)
+
+# No install: it runs where there is no venv, with the interpreter that holds the image's torch.
+gpu-run:
+	PACK=$(GPU_PACK) tools/gpu-run.sh
 
 clean:
 	rm -rf build dist site *.egg-info .pytest_cache .ruff_cache

@@ -84,9 +84,12 @@ def largest_difference(task, configs) -> float:
     return worst
 
 
-def timed(task, configs) -> float:
+def timed(task, configs, device: str = "cpu") -> float:
+    """Seconds of one population; on a GPU, until its kernels are done."""
     started = time.perf_counter()
     task.evaluate_population(configs)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - started
 
 
@@ -96,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ks", type=int, nargs="+", default=list(KS))
     parser.add_argument("--tasks", nargs="+", default=list(TASK_IDS))
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     args = parser.parse_args(argv)
 
     default_threads = torch.get_num_threads()
@@ -103,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     load_before = os.getloadavg()
     tasks, configs, info = {}, {}, {}
     for task_id, (kind, params) in suite_tasks(args.tasks).items():
-        task = TASKS.create(kind, seed=0, **params)
+        task = TASKS.create(kind, seed=0, device=args.device, **params)
         tasks[task_id], configs[task_id] = task, draw_configs(task, max(args.ks))
         task.evaluate(configs[task_id][0])  # warm: data, caches (hc's scoring model), vmap
         info[task_id] = {
@@ -122,7 +126,9 @@ def main(argv: list[str] | None = None) -> None:
             for task_id, task in tasks.items():
                 shift = r % len(args.ks)
                 for k in args.ks[shift:] + args.ks[:shift]:  # rotated: no k always first
-                    seconds[task_id][threads][k].append(timed(task, configs[task_id][:k]))
+                    seconds[task_id][threads][k].append(
+                        timed(task, configs[task_id][:k], args.device)
+                    )
         print(f"round {r + 1}/{args.rounds} done", flush=True)
     torch.set_num_threads(default_threads)
 
@@ -153,6 +159,12 @@ def main(argv: list[str] | None = None) -> None:
         "machine": platform.machine(),
         "processor": platform.processor(),
         "cpu_count": os.cpu_count(),
+        "device": args.device,
+        "gpu": (
+            torch.cuda.get_device_name(torch.device(args.device))
+            if torch.device(args.device).type == "cuda"
+            else None
+        ),
         "default_threads": default_threads,
         "rounds": args.rounds,
         "ks": args.ks,
@@ -164,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(summary, indent=2) + "\n")
 
-    print(f"\nconfigurations per second (median of {args.rounds} interleaved rounds)")
+    where = summary["gpu"] or args.device
+    print(f"\nconfigurations per second on {where} (median of {args.rounds} interleaved rounds)")
     header = f"{'task':<10} {'threads':>7} " + " ".join(f"{'k=' + str(k):>9}" for k in args.ks)
     header += " " + " ".join(f"{str(k) + '/' + str(args.ks[0]):>7}" for k in args.ks[1:])
     print(header)
