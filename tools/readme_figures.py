@@ -16,6 +16,9 @@ Each generated part sits between `<!-- figures:NAME -->` and `<!-- /figures -->`
   - `cost-model`: the report's cost-model check (FLOPs against seconds per unit);
 - docs/engine.md
   - `engine`: the engine benchmarks' figures, tables and targets from results/engine-bench.json.
+- docs/models.md
+  - `cnn-task-TASK` (cnn-wd, cnn-clean): the same columns of the CNN suite's task tables, from
+    results/cnn/report/REPORT.md.
 
 `python tools/readme_figures.py` (`make readme`) rewrites them after `hobench report`,
 `make bench-engine` or a new registered strategy or task; `--check` only says which are stale
@@ -48,7 +51,11 @@ PAGES = {
     DOCS / "results.md": ["task-ridge", "task-hc-R250", "task-hc-R625", "task-auxtarget"]
     + ["cost-model"],
     DOCS / "engine.md": ["engine"],
+    DOCS / "models.md": ["cnn-task-cnn-wd", "cnn-task-cnn-clean"],
 }
+# The CNN suite's report (suites/cnn.toml), whose task tables docs/models.md shows.
+CNN_REPORT = ROOT / "results" / "cnn" / "report" / "REPORT.md"
+CNN_TASKS = {"cnn-wd": "test accuracy (%)", "cnn-clean": "test accuracy (%)"}
 
 REGION = re.compile(r"(<!-- figures:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
 
@@ -98,9 +105,9 @@ def render(rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]]) + "\n"
 
 
-def task_table(report: str, task: str) -> str:
+def task_table(report: str, task: str, metric: str | None = None) -> str:
     rows = markdown_table(report, f"**Task {task}**")
-    wanted = ["strategy", TASKS[task], *TASK_COLUMNS]
+    wanted = ["strategy", metric or TASKS[task], *TASK_COLUMNS]
     index = [rows[0].index(name) for name in wanted]
     return render([[row[i] for i in index] for row in rows])
 
@@ -429,9 +436,12 @@ def wrap(text: str, width: int = 100) -> str:
     return "\n".join(out) + "\n"
 
 
-def generated(report: str, summary: dict) -> dict[str, str]:
-    """Every region's body, by name."""
+def generated(report: str, summary: dict, cnn_report: str | None = None) -> dict[str, str]:
+    """Every region's body, by name (the CNN suite's from `cnn_report`, default its file)."""
     bodies = {f"task-{task}": task_table(report, task) for task in TASKS}
+    cnn_report = CNN_REPORT.read_text() if cnn_report is None else cnn_report
+    for task, metric in CNN_TASKS.items():
+        bodies[f"cnn-task-{task}"] = task_table(cnn_report, task, metric)
     bodies["cost-model"] = cost_table(report)
     bodies["engine"] = wrap(engine_section(summary))
     bodies["headline"] = headline(report)
