@@ -5,6 +5,7 @@ from hobench.tasks import (  # noqa: F401
     featuredecay,
     hypercleaning,
     lrschedule,
+    quadratic,
     ridge,
     tabulardecay,
 )
