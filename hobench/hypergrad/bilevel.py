@@ -14,7 +14,8 @@ product of the map (z, λ) ↦ ∇_z G (the Hessian is symmetric).
 The iterations below read like their algorithm boxes; the strategies
 (`hobench.strategies.bilevel`) draw the minibatches, step λ and keep the budget:
 
-- `soba_step` (Dagréou et al., NeurIPS 2022): one step on each of z, v, and λ's direction.
+- `soba_step` (Dagréou et al., NeurIPS 2022): one step on each of z, v, and λ's direction;
+  `saba_step`, its variance-reduced twin, replaces each oracle by its SAGA estimate.
 - `amigo_step` (Arbel & Mairal, ICLR 2022): k warm-started SGD steps on z, then k on the
   quadratic ½ vᵀ∇²G v − ∇_z F · v, then λ's direction.
 - `f2sa_step` (Kwon et al., ICML 2023): first-order only, through the value-function penalty
@@ -212,3 +213,65 @@ def zero_order_gradient(
         for k in hp:
             total[k] += difference * u[k] / scale.get(k, 1.0)
     return {k: t / directions for k, t in total.items()}
+
+
+class SagaTable:
+    """SAGA's memory of one oracle over a fixed partition of the data into P minibatches: the
+    last value seen for each, and their mean. `estimate(i, fresh)` returns
+    fresh − memory[i] + mean(memory) (unbiased for the full-data oracle over a uniform i) and
+    stores `fresh` as memory[i]. The memory starts at 0 (no full pass first)."""
+
+    def __init__(self, batches: int, like: torch.Tensor) -> None:
+        self.memory = torch.zeros((batches, *like.shape), dtype=like.dtype, device=like.device)
+        self.mean = torch.zeros_like(like)
+
+    def estimate(self, i: int, fresh: torch.Tensor) -> torch.Tensor:
+        out = fresh - self.memory[i] + self.mean
+        self.mean = self.mean + (fresh - self.memory[i]) / len(self.memory)
+        self.memory[i] = fresh
+        return out.detach()
+
+
+def saba_step(
+    p: Bilevel,
+    z: torch.Tensor,
+    v: torch.Tensor,
+    hp: HP,
+    batch: tuple[int, Any],
+    val_batch: tuple[int, Any],
+    tables: dict[str, SagaTable],
+    step: float,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """One SABA iteration (Dagréou et al., NeurIPS 2022): SOBA's, with each of its five oracles
+    replaced by its SAGA estimate. Inputs: z, v, λ, the training minibatch (i, batch) and the
+    validation one (j, batch) drawn uniformly from fixed partitions, the SAGA tables
+    (`saba_tables`), the step size of z and v. Output: (z', v', λ's direction):
+
+        D_G, D_Hv, D_cross = SAGA_i(∇_z G, ∇²G v, (∂_λ∇_z G)ᵀ v);
+        D_Fz, D_Fλ = SAGA_j(∇_z F, ∂_λ F);
+        z' = z − ρ D_G;   v' = v − ρ (D_Hv − D_Fz);   d = D_Fλ − D_cross.
+    """
+    (i, train), (j, val) = batch, val_batch
+    unravel_hp = _ravel(hp)[1]
+    dz_F, dhp_F = outer_grads(p, z, hp, val)
+    dz_G, hessian_v, cross_v = inner_products(p, z, hp, train, v)
+    d_G = tables["G"].estimate(i, dz_G)
+    d_Hv = tables["Hv"].estimate(i, hessian_v)
+    d_cross = tables["cross"].estimate(i, _ravel(cross_v)[0])
+    d_Fz = tables["Fz"].estimate(j, dz_F)
+    d_Fl = tables["Fl"].estimate(j, _ravel(dhp_F)[0])
+    z_next = (z - step * d_G).detach()
+    v_next = (v - step * (d_Hv - d_Fz)).detach()
+    return z_next, v_next, unravel_hp(d_Fl - d_cross)
+
+
+def saba_tables(z: torch.Tensor, hp: HP, batches: int, val_batches: int) -> dict[str, SagaTable]:
+    """Empty SAGA tables for `saba_step`: P training and P' validation minibatches."""
+    hp_flat = _ravel(hp)[0]
+    return {
+        "G": SagaTable(batches, z),
+        "Hv": SagaTable(batches, z),
+        "cross": SagaTable(batches, hp_flat),
+        "Fz": SagaTable(val_batches, z),
+        "Fl": SagaTable(val_batches, hp_flat),
+    }

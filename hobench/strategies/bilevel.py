@@ -23,7 +23,7 @@ Defaults (tuned on seed 100, never a suite seed, on quadratic and hyper-cleaning
 docs/bilevel.md has the runs): inner_lr and v's step are the task's `inner_lr` (1/L of the
 training loss where the task knows L); outer_lr is the task's `online_hyper_lr`, else its
 `hyper_lr`; AmIGO and F2SA take k = 10 inner steps per outer step; F2SA's penalty grows as
-ρ_t = penalty + penalty_growth · t from 1 by 0.1; zero-order uses M = 4 antithetic directions
+ρ_t = penalty + penalty_growth · t from 1 by 0.1; zero-order uses M = 1 antithetic direction
 of σ = 0.05 of each range.
 """
 
@@ -45,6 +45,8 @@ from hobench.hypergrad.bilevel import (
     amigo_step,
     f2sa_step,
     flat_problem,
+    saba_step,
+    saba_tables,
     soba_step,
     zero_order_gradient,
 )
@@ -168,7 +170,8 @@ class StochasticBilevel(Strategy):
             t += 1
             variables, direction = self.iterate(variables, hp, t, batches, vals, step)
             budget.spend(flops, steps)
-            if not _finite(direction, *variables.values()):
+            tensors = [x for x in variables.values() if isinstance(x, torch.Tensor)]
+            if not _finite(direction, *tensors):
                 recorder.point(hp, float("nan"), failed=True)
                 raise Diverged(
                     f"{self.name} diverged at iteration {t}: non-finite iterates; "
@@ -207,6 +210,50 @@ class SOBA(StochasticBilevel):
             self._bilevel, variables["z"], variables["v"], hp, next(batches), next(vals), step, step
         )
         return {"z": z, "v": v}, direction
+
+
+@STRATEGIES.register("saba")
+class SABA(SOBA):
+    """SABA (Dagréou et al., NeurIPS 2022): SOBA with each oracle replaced by its SAGA
+    estimate (fresh value − its stored value for that minibatch + the mean of the stored
+    ones), minibatches drawn uniformly from the task's fixed partition (`partition`; one
+    batch, so plain SOBA, where the task has no minibatches). The memory starts at zero (no
+    full pass first) and costs two weight-sized and one λ-sized vector per training
+    minibatch, one of each per validation minibatch; the averaging is elementwise work, not
+    counted. Parameters as SOBA's, except that an unset inner_lr takes a third of the task's
+    (SAGA's step 1/(3L): at the task's own step the estimates diverge on minibatches).
+    """
+
+    def step_size(self, problem: GradientProblem) -> float:
+        return self.inner_lr or super().step_size(problem) / 3
+
+    def start(self, problem, bilevel, z0):
+        self._problem = problem
+        self._draws = torch.Generator().manual_seed(getattr(self, "_seed", 0))
+        hp = problem.project(problem.hp0)
+        return {
+            "z": z0,
+            "v": torch.zeros_like(z0),
+            "tables": saba_tables(z0, hp, *problem.partition),
+        }
+
+    def _draw(self, count: int) -> int:
+        return int(torch.randint(count, (), generator=self._draws))
+
+    def iterate(self, variables, hp, t, batches, vals, step):
+        problem, (P, P_val) = self._problem, self._problem.partition
+        i, j = self._draw(P), self._draw(P_val)
+        train = problem.minibatch_at(i + 1) if problem.minibatch_at else problem.batch_at(1)
+        val = next(val_batches(problem, j + 1))
+        tables = variables["tables"]
+        z, v, direction = saba_step(
+            self._bilevel, variables["z"], variables["v"], hp, (i, train), (j, val), tables, step
+        )
+        return {"z": z, "v": v, "tables": tables}, direction
+
+    def run(self, task, budget, rng, recorder):
+        self._seed = int(rng.integers(2**31))
+        super().run(task, budget, rng, recorder)
 
 
 @STRATEGIES.register("amigo")
@@ -298,7 +345,7 @@ class ZeroOrder(Strategy):
         "outer_lr": STEP_OR_TASK,
     }
 
-    def __init__(self, directions: int = 4, sigma: float = 0.05, outer_lr: float | None = None):
+    def __init__(self, directions: int = 1, sigma: float = 0.05, outer_lr: float | None = None):
         self.directions, self.sigma, self.outer_lr = directions, sigma, outer_lr
 
     def first_unit(self, task, costs):

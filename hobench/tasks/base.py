@@ -99,7 +99,9 @@ class GradientProblem:
     step size of plain SGD on the training loss `dynamics.loss` (None: the task names none,
     and the solver's own must be set), and `minibatch_at(t)`, their t-th training minibatch
     (t = 1, 2, ... without end; None: they use `batch_at`, cycling through 1..T); and, as
-    RTHO, `val_batch_at`/`outer_on` for validation minibatches.
+    RTHO, `val_batch_at`/`outer_on` for validation minibatches. SABA also reads `partition`:
+    (P, P'), the training and validation minibatches of one epoch; minibatches 1..P (and
+    1..P') must then cover their set once, a fixed partition it samples from.
     """
 
     dynamics: Dynamics
@@ -117,6 +119,7 @@ class GradientProblem:
     outer_on: Callable[[Any, dict[str, torch.Tensor], Any], torch.Tensor] | None = None
     inner_lr: float | None = None
     minibatch_at: Callable[[int], Any] | None = None
+    partition: tuple[int, int] = (1, 1)
 
 
 class Task:

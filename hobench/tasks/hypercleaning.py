@@ -374,6 +374,10 @@ class HyperCleaning(Task):
             ranges={"weights": 1.0},
             inner_lr=self.lr * self.n / self.radius,
             minibatch_at=self._minibatch if self.batch_size else None,
+            partition=(
+                self.n // self.batch_size if self.batch_size else 1,
+                len(self.val[1]) // self.val_batch_size if self.val_batch_size else 1,
+            ),
             val_batch_at=val_batch_at,
             outer_on=self._outer_on if val_batch_at else None,
         )

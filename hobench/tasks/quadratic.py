@@ -121,6 +121,10 @@ class QuadraticBilevel(Task):
         self.K, self.H = K.to(self.device, self.dtype), H.to(self.device, self.dtype)
         self.lr = 1.0 / float(torch.linalg.eigvalsh(self.H).max())
         self.dynamics = gd(self._inner, lr=self.lr)
+        self.partition = tuple(
+            n // size if 0 < size < n else 1
+            for n, size in ((n_train, batch_size), (n_val, val_batch_size))
+        )
         self._train_batch = _seeded_batches(n_train, batch_size, 2 * seed, self.device)
         self._val_batch = _seeded_batches(n_val, val_batch_size, 2 * seed + 1, self.device)
         self.lambda_star = self._closed_form_optimum()
@@ -215,6 +219,7 @@ class QuadraticBilevel(Task):
             online_hyper_lr=self.online_hyper_lr,
             inner_lr=self.lr,
             minibatch_at=self._train_batch,
+            partition=self.partition,
             val_batch_at=self._val_batch,
             outer_on=self._outer_on,
         )
