@@ -345,8 +345,17 @@ class ZeroOrder(Strategy):
         "outer_lr": STEP_OR_TASK,
     }
 
-    def __init__(self, directions: int = 1, sigma: float = 0.05, outer_lr: float | None = None):
+    def __init__(
+        self,
+        directions: int = 1,
+        sigma: float = 0.05,
+        outer_lr: float | None = None,
+        compile: bool = False,
+    ) -> None:
+        """compile: the inner runs' compiled path (hobench.strategies.gradient's note on
+        `compile`); eager by default, as every gradient strategy in a suite."""
         self.directions, self.sigma, self.outer_lr = directions, sigma, outer_lr
+        self.compile = compile
 
     def first_unit(self, task, costs):
         if costs.problem is None:
@@ -367,7 +376,8 @@ class ZeroOrder(Strategy):
             hp = problem.project(hp)
             state = problem.dynamics.init(problem.params0(), hp)
             with torch.no_grad():
-                last = unroll(problem.dynamics, state, hp, problem.steps, problem.batch_at, 0)[-1]
+                args = (problem.dynamics, state, hp, problem.steps, problem.batch_at, 0)
+                last = unroll(*args, compile=self.compile)[-1]
                 return float(problem.outer(problem.dynamics.params(last), hp))
 
         best = None
