@@ -16,15 +16,16 @@ charged per iteration; inner steps count the inner-variable updates. A point is 
 retrained). The answer is the last λ (the zero-order search's: the best λ it evaluated),
 handed to the task's final protocol like every other strategy's.
 
-A solver whose iterates stop being finite has diverged: its cell fails with the iteration and
-the variable named (lower inner_lr or outer_lr), after recording a failed point.
+A solver whose iterates stop being finite has diverged: its cell fails with the iteration
+named (lower inner_lr or outer_lr), after recording a failed point.
 
 Defaults (tuned on seed 100, never a suite seed, on quadratic and hyper-cleaning at cost 20;
-docs/bilevel.md has the runs): inner_lr and v's step are the task's `inner_lr` (1/L of the
-training loss where the task knows L); outer_lr is the task's `online_hyper_lr`, else its
-`hyper_lr`; AmIGO and F2SA take k = 10 inner steps per outer step; F2SA's penalty grows as
-ρ_t = penalty + penalty_growth · t from 1 by 0.1; zero-order uses M = 1 antithetic direction
-of σ = 0.05 of each range.
+docs/bilevel.md has the runs): inner_lr (z's and v's step) is the task's `inner_lr`, 1/L of the
+training loss where the task knows L (SABA: a third of it); outer_lr is the task's
+`online_hyper_lr` (else `hyper_lr`) × inner_steps / 10, RTHO's displacement of λ per inner
+step; AmIGO and F2SA take k = 10 inner steps per outer step and F2SA's penalty grows as
+ρ_t = penalty + penalty_growth · t from 1 by 0.1 (these two chosen, not tuned); zero-order
+uses M = 1 antithetic direction of σ = 0.05 of each range.
 """
 
 from __future__ import annotations
