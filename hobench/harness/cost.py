@@ -170,6 +170,12 @@ class CostModel:
         args = (p.dynamics, state, hp, 0, p.batch_at, p.outer)
         METHODS[method](*args, iterations=iterations, compile=False, **extra)
 
+    def counted(self, key: Any, thunk: Callable[[], Any]) -> int:
+        """FLOPs of `thunk()`, a strategy's own unit of work at this task's shapes (one
+        iteration of a stochastic bilevel solver: its gradients, Hessian-vector and
+        cross-derivative products), counted once per `key`."""
+        return self._count(key, thunk)
+
     # --- units (FLOPs) ------------------------------------------------------------------------
     @property
     def plain_run(self) -> int:

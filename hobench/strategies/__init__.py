@@ -2,6 +2,7 @@
 them."""
 
 from hobench.strategies import (  # noqa: F401
+    bilevel,
     blackbox,
     gradient,
     implicit,

@@ -6,6 +6,7 @@ from hobench.tasks import (  # noqa: F401
     hypercleaning,
     lrschedule,
     module,
+    quadratic,
     ridge,
     tabulardecay,
 )

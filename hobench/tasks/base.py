@@ -94,6 +94,14 @@ class GradientProblem:
     per iteration) is `hyper_lr` × `ranges[name]`, the width of that hyperparameter's range in
     the tuned coordinate (1 where none is given). RTHO, which takes a hyper-step every Δ inner
     steps instead of one per training run, uses `online_hyper_lr` where the task sets it.
+
+    The stochastic bilevel solvers (hobench.strategies.bilevel) read two more: `inner_lr`, the
+    step size of plain SGD on the training loss `dynamics.loss` (None: the task names none,
+    and the solver's own must be set), and `minibatch_at(t)`, their t-th training minibatch
+    (t = 1, 2, ... without end; None: they use `batch_at`, cycling through 1..T); and, as
+    RTHO, `val_batch_at`/`outer_on` for validation minibatches. SABA also reads `partition`:
+    (P, P'), the training and validation minibatches of one epoch; minibatches 1..P (and
+    1..P') must then cover their set once, a fixed partition it samples from.
     """
 
     dynamics: Dynamics
@@ -109,6 +117,9 @@ class GradientProblem:
     online_hyper_lr: float | None = None  # RTHO's, which takes many more hyper-steps
     val_batch_at: Callable[[int], Any] | None = None
     outer_on: Callable[[Any, dict[str, torch.Tensor], Any], torch.Tensor] | None = None
+    inner_lr: float | None = None
+    minibatch_at: Callable[[int], Any] | None = None
+    partition: tuple[int, int] = (1, 1)
 
 
 class Task:

@@ -255,6 +255,7 @@ class FeatureDecay(Task):
             hyper_lr=self.hyper_lr,
             ranges={"log_l2": high - low},
             online_hyper_lr=self.online_hyper_lr,
+            inner_lr=self.lr,
         )
 
     def finalize(self, hp: dict[str, torch.Tensor]) -> dict:

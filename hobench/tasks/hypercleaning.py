@@ -62,6 +62,7 @@ CLASSES = 10
 DISCARD_BELOW = 1e-3  # λ_i below this counts as discarded (for F1 and the final retraining)
 FINAL_LRS = (0.03, 0.1, 0.3, 1.0)  # candidate step sizes of the final retraining
 FINAL_CHECKS = 10  # candidate lengths: final_steps/10, 2·final_steps/10, ..., final_steps
+N_CORRUPT = 625  # corrupted training labels by default: half of the default n_train
 
 
 def f1_score(predicted: np.ndarray, actual: np.ndarray) -> float:
@@ -86,6 +87,9 @@ class HyperCleaning(Task):
         "n_val": COUNT,
         "n_test": COUNT,
         "n_corrupt": Interval(0, integer=True),
+        "corruption": Interval(0, 1, meaning="unset takes n_corrupt"),
+        "batch_size": Interval(0, integer=True, meaning="0: every row"),
+        "val_batch_size": Interval(0, integer=True, meaning="0: every row"),
         "radius": POSITIVE,
         "steps": COUNT,
         "lr": POSITIVE,
@@ -97,6 +101,15 @@ class HyperCleaning(Task):
     @classmethod
     def check_params(cls, params: dict) -> None:
         n_train = params["n_train"]
+        if params.get("corruption") is not None and params["n_corrupt"] != N_CORRUPT:
+            raise ParamError(
+                "corruption", "set together with n_corrupt", "set one of them (a rate or a count)"
+            )
+        for size, rows in (("batch_size", "n_train"), ("val_batch_size", "n_val")):
+            if params.get(size, 0) > params[rows]:
+                raise ParamError(
+                    size, f"{params[size]} > {rows} = {params[rows]}", f"use 0..{rows}"
+                )
         if params["n_corrupt"] > n_train:
             raise ParamError(
                 "n_corrupt", f"{params['n_corrupt']} > n_train = {n_train}", "use 0..n_train"
@@ -117,14 +130,21 @@ class HyperCleaning(Task):
         n_train: int = 1250,
         n_val: int = 1250,
         n_test: int = 2500,
-        n_corrupt: int = 625,
+        n_corrupt: int = N_CORRUPT,
+        corruption: float | None = None,
         radius: float = 625.0,
         steps: int = 100,
         lr: float = 0.3,
         final_steps: int = 300,
         hyper_lr: float = 0.3,
+        batch_size: int = 0,
+        val_batch_size: int = 0,
         dtype: str = "float32",
     ) -> None:
+        if corruption is not None:
+            if not 0 <= corruption <= 1:
+                raise ValueError(f"corruption must be a rate in [0, 1], got {corruption}")
+            n_corrupt = round(corruption * n_train)
         if not 0 <= n_corrupt <= n_train:
             raise ValueError(f"n_corrupt must be in 0..n_train={n_train}, got {n_corrupt}")
         if not 0 < radius <= n_train:
@@ -134,6 +154,7 @@ class HyperCleaning(Task):
         self.device, self.dtype = torch.device(device), resolve_dtype(dtype)
         self.steps, self.lr, self.final_steps = steps, lr, final_steps
         self.radius, self.hyper_lr = radius, hyper_lr
+        self.batch_size, self.val_batch_size, self.seed = batch_size, val_batch_size, seed
 
         X, y = load_mnist(source, data_dir=data_dir)
         train, val, test = split_indices(len(y), [n_train, n_val, n_test], seed)
@@ -144,6 +165,7 @@ class HyperCleaning(Task):
         self.test = to_tensors(X[test], y[test], self.device, self.dtype)
         self.n = n_train
         self._scores: torch.Tensor | None = None
+        self._epochs: dict = {}  # split → (epoch, its shuffle), the stochastic solvers' rows
         # What the schedule and the reference rows depend on (not R, lr or T): every row of a
         # seed shares them, so a run computes them once (hobench.harness.shared).
         self._protocol_key = {
@@ -160,10 +182,32 @@ class HyperCleaning(Task):
     # --- training -----------------------------------------------------------------------------
     @staticmethod
     def _inner(params, hp, batch):
-        """mean(λ ⊙ CE) over the batch (X, y)."""
-        (W, b), (X, y) = params, batch
+        """mean(λ ⊙ CE) over the batch (X, y), or over the minibatch (X, y, rows) of the
+        training rows `rows` (the stochastic solvers'), weighted by their λ."""
+        (W, b), (X, y, *rows) = params, batch
         ce = F.cross_entropy(F.linear(X, W, b), y, reduction="none")
-        return (hp["weights"] * ce).mean()
+        weights = hp["weights"][rows[0]] if rows else hp["weights"]
+        return (weights * ce).mean()
+
+    def _rows(self, which: str, t: int, size: int) -> torch.Tensor:
+        """Minibatch t = 1, 2, ... of the stochastic solvers: `size` rows of the split `which`
+        from a seeded shuffle per epoch."""
+        n = len(getattr(self, which)[1])
+        epoch, k = divmod(t - 1, n // size)
+        if self._epochs.get(which, (None,))[0] != epoch:
+            seed = self.seed * 100_003 + 2 * epoch + (which == "val")
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+            self._epochs[which] = (epoch, order.to(self.device))
+        return self._epochs[which][1][k * size : (k + 1) * size]
+
+    def _minibatch(self, t: int):
+        """The training minibatch t, as (X, y, rows)."""
+        rows = self._rows("train", t, self.batch_size)
+        return self.train[0][rows], self.train[1][rows], rows
+
+    def _outer_on(self, params, hp, rows):
+        """The validation cross-entropy on the validation rows `rows`."""
+        return F.cross_entropy(F.linear(self.val[0][rows], *params), self.val[1][rows])
 
     def _outer(self, params, hp):
         return F.cross_entropy(F.linear(self.val[0], *params), self.val[1])
@@ -306,6 +350,11 @@ class HyperCleaning(Task):
 
     # --- the gradient problem -----------------------------------------------------------------
     def gradient_problem(self, start: str = "default") -> GradientProblem:
+        """The weights' problem. `batch_size` and `val_batch_size` (0: every row) give the
+        stochastic bilevel solvers minibatches; with val_batch_size RTHO validates on them."""
+        val_batch_at = None
+        if self.val_batch_size:
+            val_batch_at = lambda t: self._rows("val", t, self.val_batch_size)  # noqa: E731
         # A feasible, uninformed start: every example weighted alike with Σλ = R.
         hp0 = {
             "weights": torch.full(
@@ -323,6 +372,14 @@ class HyperCleaning(Task):
             evaluate=lambda params, hp: self._metrics(params),
             hyper_lr=self.hyper_lr,
             ranges={"weights": 1.0},
+            inner_lr=self.lr * self.n / self.radius,
+            minibatch_at=self._minibatch if self.batch_size else None,
+            partition=(
+                self.n // self.batch_size if self.batch_size else 1,
+                len(self.val[1]) // self.val_batch_size if self.val_batch_size else 1,
+            ),
+            val_batch_at=val_batch_at,
+            outer_on=self._outer_on if val_batch_at else None,
         )
 
     def finalize(self, hp: dict[str, torch.Tensor]) -> dict:

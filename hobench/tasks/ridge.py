@@ -220,6 +220,7 @@ class Ridge(Task):
             hyper_lr=self.hyper_lr,
             ranges={"log_l2": math.log(self.l2_high / self.l2_low)},
             online_hyper_lr=self.online_hyper_lr,
+            inner_lr=self.lr,
         )
 
     def _start_l2(self, start: str) -> torch.Tensor:
