@@ -95,7 +95,18 @@ def bilevel_of(problem: GradientProblem) -> tuple[Bilevel, torch.Tensor]:
         outer_on = problem.outer_on
     else:
         outer_on = lambda params, hp, batch: problem.outer(params, hp)  # noqa: E731
-    return flat_problem(problem.dynamics.loss, outer_on, problem.params0())
+    model, split = problem.params0(), problem.dynamics.split
+    if split is None:
+        return flat_problem(problem.dynamics.loss, outer_on, model)
+    # A module's model: z is its parameters; its buffers (BatchNorm's running statistics), which
+    # no gradient moves, are held at their initial values, as implicit differentiation holds them.
+    weights, rebuild = split(model)
+    flat, z0 = flat_problem(
+        lambda w, hp, batch: problem.dynamics.loss(rebuild(w), hp, batch),
+        lambda w, hp, batch: outer_on(rebuild(w), hp, batch),
+        weights,
+    )
+    return Bilevel(flat.inner, flat.outer, lambda z: rebuild(flat.unravel(z))), z0
 
 
 class StochasticBilevel(Strategy):

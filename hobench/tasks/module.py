@@ -477,6 +477,7 @@ class ModuleTask(Task):
             ranges={k: v for k, v in self._ranges().items() if k in self._start("default")},
             val_batch_at=lambda k: self._batch("val", k, self.val_batch_size),
             outer_on=self._outer_on,
+            inner_lr=self.params["lr"],  # the stochastic bilevel solvers' SGD step on J
         )
 
     def _config(self, hp: dict[str, torch.Tensor]) -> dict[str, float]:
