@@ -209,7 +209,7 @@ COMMITTED = Path(__file__).resolve().parents[1] / "results" / "crossover"
 @pytest.fixture(scope="module")
 def committed():
     runs = load_runs(COMMITTED)
-    assert (runs["status"] == "ok").all() and len(runs) == 114
+    assert (runs["status"] == "ok").all() and len(runs) == 129  # 114, and SOBA's 15
     return crossover_frame(runs, load_trajectories(COMMITTED))
 
 
@@ -222,11 +222,15 @@ def test_readme_who_wins_where(committed):
         "random = tpe (1)",
         "ift-cg (2.38)",
         "random (2.01)",
-        "random = tpe (2.01)",
-        "ift-cg (2.38)",  # no black-box search at m = 10^4
+        "soba (1.5)",
+        "soba (0.9)",  # no black-box search at m = 10^4
     ]
     assert [fd[m][1] for m in ("1", "10")] == ["random = tpe (2.01)", "random = tpe (3.02)"]
-    assert [fd[m][1] for m in ("100", "1000", "10000")] == ["ift-cg (2.38)"] * 3
+    assert [fd[m][1] for m in ("100", "1000", "10000")] == [
+        "ift-cg (2.38)",
+        "soba (1.8)",
+        "soba (0.9)",
+    ]
     assert [fd[m][2].split()[0] for m in fd] == ["random", "ift-cg", "ift-cg", "ift-cg", "ift-cg"]
     for T in ("25", "100", "400"):
         assert rows[("lrschedule", f"T = {T}")][0].startswith("reverse-hg (")
