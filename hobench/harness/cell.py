@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from hobench.harness.budget import LIMITS, Budget
+from hobench.harness.failures import CellFailure
 from hobench.harness.measure import (
     peak_rss_mb,
     resolve_device,
@@ -30,10 +31,6 @@ from hobench.registry import STRATEGIES, TASKS
 SCHEMA_VERSION = 1
 MAX_ERROR_CHARS = 500
 log = logging.getLogger("hobench")
-
-
-class CellFailure(Exception):
-    """A run that finished but whose result is unusable; its message is the error as is."""
 
 
 def error_line(exc: BaseException) -> str:
