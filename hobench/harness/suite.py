@@ -41,7 +41,10 @@ HARNESS_TASK_KEYS = {
 }
 PLUGINS_ENV = "HOBENCH_PLUGINS"
 DEVICE_PATTERN = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# The one rule for every name that becomes a path or a table key (suite names, task and strategy
+# ids): portable in file names, cell keys ("task/strategy/seed") and Markdown tables.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # fullmatch: `$` would let a final "\n" in
+NAME_RULE = "use letters, digits, '.', '_' and '-' (ASCII), starting with a letter or digit"
 MAX_SEED = 2**32 - 1  # numpy's global seed takes no more
 
 
@@ -212,10 +215,8 @@ class _Validator:
                     key, "unknown top-level key", f"allowed: {', '.join(TOP_LEVEL_KEYS)}"
                 )
         name = self.string(data, "name", self.path.stem)
-        if not _NAME.match(name):
-            raise self.fail(
-                "name", f"{name!r} is not a usable directory name", "use [A-Za-z0-9._-]"
-            )
+        if not _NAME.fullmatch(name):
+            raise self.fail("name", f"{name!r} is not a usable directory name", NAME_RULE)
         tasks = self.entries(data, "tasks", TASKS)
         strategies = self.entries(data, "strategies", STRATEGIES)
         budget = None
@@ -377,11 +378,9 @@ class _Validator:
         if kind not in registry.names():
             raise self.fail(f"{where}.kind", f"unknown {registry.kind} {kind!r}", f"known: {known}")
         entry_id = self.string(table, "id", kind, f"{where}.")
-        # An id is part of cell keys, file lines and table rows: no '/', spaces or control codes.
-        if not entry_id or "/" in entry_id or not entry_id.isprintable() or " " in entry_id:
-            raise self.fail(
-                f"{where}.id", f"bad id {entry_id!r}", "use a non-empty id without '/' or spaces"
-            )
+        if not _NAME.fullmatch(entry_id):  # part of cell keys, file lines and table rows
+            fix = NAME_RULE if "id" in table else f"{NAME_RULE}: set an `id`"
+            raise self.fail(f"{where}.id", f"bad id {entry_id!r}", fix)
         params = {k: v for k, v in table.items() if k not in ("id", "kind", "budget")}
         budget = None
         if "budget" in table:
