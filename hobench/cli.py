@@ -204,6 +204,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         time_ratio=args.time_ratio,
         memory_ratio=args.memory_ratio,
         allow_different_suites=args.allow_different_suites,
+        calibration_tolerance=args.calibration_tolerance,
     )
     if args.format == "json":
         from hobench.report.compare import compare_json
@@ -265,6 +266,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _ratio_at_least_one(text: str) -> float:
+    value = float(text)
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a factor >= 1, got {text}")
     return value
 
 
@@ -356,6 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=1.5,
         help="flag calibrated time above baseline x R (default 1.5)",
+    )
+    comp.add_argument(
+        "--calibration-tolerance",
+        type=_ratio_at_least_one,
+        default=1.25,  # compare.CALIBRATION_TOLERANCE, not imported: the report loads slowly
+        help="gate time only when all calibrations agree within this factor (default 1.25); "
+        "otherwise time is not compared",
     )
     comp.add_argument(
         "--memory-ratio",
