@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import multiprocessing.forkserver
 import os
 import shutil
 import signal
@@ -238,6 +239,10 @@ class _Pool:
         from hobench.harness import worker
 
         self.context, self.target = worker.context(device), worker.run_job
+        self.spawns = self.context.get_start_method() == "spawn"
+        if self.context.get_start_method() == "forkserver":
+            with _sigint_ignored():  # started now, the server inherits Ctrl-C ignored
+                multiprocessing.forkserver.ensure_running()
         self.running: list[_Worker] = []
         self.launched = 0
 
@@ -267,7 +272,9 @@ class _Pool:
             target=self.target, args=(job, str(out_path), str(log_path), env), name=cell.key
         )
         with _interrupts_deferred():  # a started worker is always one that stop() can reach
-            process.start()
+            # A spawned worker is a fresh interpreter: it inherits Ctrl-C ignored from here.
+            with _sigint_ignored() if self.spawns else contextlib.nullcontext():
+                process.start()
             now = time.perf_counter()
             self.running.append(_Worker(cell, slot, process, out_path, log_path, now, status_path))
 
@@ -325,6 +332,25 @@ class _Pool:
                 worker.process.kill()
                 worker.process.join()
         self.running.clear()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C ignored while a child interpreter is exec'd (the forkserver, a spawned worker).
+
+    Ctrl-C reaches the whole process group. A child exec'd with SIGINT ignored keeps it ignored
+    (Python installs its KeyboardInterrupt handler only over the default), so the user's Ctrl-C
+    never kills one mid-import with a traceback (and the runner with an EOFError): the runner
+    stops its children itself. The exec takes milliseconds; a Ctrl-C inside them is lost.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach only the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -460,7 +486,8 @@ def _run_locked(
             _drive(pool, todo, jobs, store, progress, summary)
         except KeyboardInterrupt:
             summary.interrupted = True
-            progress.say("hobench: interrupted; stopping workers", always=True)
+            # Not with --quiet: there the CLI's one closing line says it all.
+            progress.say("hobench: interrupted; stopping workers")
         finally:
             progress.close()
             # Whatever ended the run, no worker outlives it; a second Ctrl-C must not skip this.
