@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from hobench.harness.budget import LIMITS, Budget
-from hobench.harness.failures import CellFailure
+from hobench.harness.failures import CellFailure, storage_error
 from hobench.harness.measure import (
     peak_rss_mb,
     resolve_device,
@@ -117,6 +117,8 @@ def run_cell(
         wall_s = time.perf_counter() - run_start
         final = _final_metrics(recorder, task)
     except Exception as exc:
+        if storage_error(exc):
+            raise  # the disk is full, not the cell failed: the runner stops the run
         log.error("cell %s failed", cell.key, exc_info=True)
         if run_start is not None and not wall_s:
             wall_s = time.perf_counter() - run_start

@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
+import errno
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 DIVERGED_FIX = "lower the learning-rate range"
+# I/O errors that say the storage, not the cell, failed: a full disk or quota, a read-only mount.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+# A worker's exit status for "could not write to the results directory": the runner stops the
+# run instead of recording the cell (a record saying it failed would be false).
+EXIT_STORAGE = 75  # EX_TEMPFAIL
+
+
+class StorageFull(OSError):
+    """The results directory's storage refused a write (full, over quota, read-only): the run
+    stops, what was written before stays, nothing half-written or false is left behind. An
+    OSError with the original errno, so that a worker recognises it as a storage failure too."""
+
+    def __init__(self, path: Path, exc: OSError, size: int | None = None) -> None:
+        what = f"could not write {size} bytes" if size is not None else "could not write"
+        try:
+            free = f"; {shutil.disk_usage(path.parent).free} bytes free there"
+        except OSError:
+            free = ""
+        super().__init__(
+            f"{path}: {what} ({exc.strerror or exc}{free}); free space or choose another "
+            "--results-dir, then rerun the same command to resume (finished cells are kept)"
+        )
+        self.errno = exc.errno  # the message stays as is: OSError shows errno only with strerror
+
+
+def storage_error(exc: BaseException) -> bool:
+    """Whether `exc` is the storage failing (full, over quota, read-only), not the cell."""
+    return isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS
 
 
 class CellFailure(Exception):

@@ -9,6 +9,7 @@ run on the same directory waits, then finds the first one's cells done.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import multiprocessing.forkserver
@@ -29,6 +30,7 @@ from tqdm import tqdm
 
 from hobench.harness.budget import LIMITS
 from hobench.harness.cell import crash_record, jsonable
+from hobench.harness.failures import EXIT_STORAGE, StorageFull
 from hobench.harness.measure import manifest as make_manifest
 from hobench.harness.measure import resolve_device
 from hobench.harness.preflight import check_budgets
@@ -298,6 +300,9 @@ class _Pool:
     def _record(self, worker: _Worker) -> dict[str, Any]:
         code = worker.process.exitcode
         worker.process.close()
+        if code == EXIT_STORAGE:  # not the cell's failure: stop the run, record nothing
+            problem = OSError(errno.ENOSPC, "a worker's record or scratch file was refused")
+            raise StorageFull(worker.out_path.parent, problem)
         if code == 0:
             try:
                 return json.loads(worker.out_path.read_text(encoding="utf-8"))
