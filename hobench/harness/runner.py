@@ -241,8 +241,9 @@ class _Pool:
         from hobench.harness import worker
 
         self.context, self.target = worker.context(device), worker.run_job
-        self.spawns = self.context.get_start_method() == "spawn"
-        if self.context.get_start_method() == "forkserver":
+        method = self.context.get_start_method()
+        self.spawns = method == "spawn"
+        if method == "forkserver":
             with _sigint_ignored():  # started now, the server inherits Ctrl-C ignored
                 multiprocessing.forkserver.ensure_running()
         self.running: list[_Worker] = []
