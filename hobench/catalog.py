@@ -71,7 +71,11 @@ def cache_dir() -> Path:
 
 
 def cached() -> tuple[CachedRegistry, CachedRegistry] | None:
-    """The tasks' and strategies' catalogs when a fresh one is saved, else None."""
+    """The tasks' and strategies' catalogs when a fresh one is saved, else None; None too when
+    this process has registered anything already: then the live registries cost nothing, and
+    they may hold classes no source file covers (a test's, a notebook's)."""
+    if TASKS.populated() or STRATEGIES.populated():
+        return None
     try:
         data = json.loads(_path().read_text(encoding="utf-8"))
     except (OSError, ValueError):

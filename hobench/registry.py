@@ -47,6 +47,10 @@ class Registry:
             if ep.name not in self._classes:
                 self.register(ep.name)(ep.load())
 
+    def populated(self) -> bool:
+        """Whether anything is registered in this process yet (nothing is imported to know)."""
+        return bool(self._classes)
+
     def names(self) -> list[str]:
         self._load_entry_points()
         return sorted(self._classes)

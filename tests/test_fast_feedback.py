@@ -157,3 +157,12 @@ def test_a_class_registered_at_run_time_is_never_saved(tmp_path, monkeypatch) ->
     monkeypatch.setitem(TASKS._classes, "made-here", type("MadeHere", (), {}))
     catalog.save()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_process_with_live_registries_never_reads_the_catalog(tmp_path, monkeypatch) -> None:
+    """This test process registered the toys by importing them: a catalog saved by a plain
+    `hobench` process (same environment, so the same key) must not stand in for them."""
+    monkeypatch.setenv(catalog.CACHE_ENV, str(tmp_path))
+    catalog._path().parent.mkdir(parents=True, exist_ok=True)
+    catalog._path().write_text(json.dumps({"format": catalog.FORMAT, "task": {}, "strategy": {}}))
+    assert TASKS.populated() and catalog.cached() is None
