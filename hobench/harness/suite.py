@@ -247,6 +247,7 @@ class _Validator:
     """Walks the parsed TOML; every check raises one SuiteError naming `self.path` and a key."""
 
     def __init__(self, path: Path, tasks: Registry, strategies: Registry) -> None:
+        # `tasks`, `strategies`: the live registries, or hobench.catalog's saved ones.
         self.path, self.tasks, self.strategies = path, tasks, strategies
 
     def fail(self, key: str, problem: str, fix: str) -> SuiteError:
