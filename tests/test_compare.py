@@ -341,6 +341,20 @@ def test_cost_is_a_hard_gate_under_deterministic_budgets_whatever_the_calibratio
     assert set(result.table["time_basis"]) == {"not compared"}
 
 
+def test_another_processor_model_is_compared_by_interval_not_exactly(tmp_path: Path) -> None:
+    """The same build on another CPU model differs in the last bit: not a regression."""
+    base = write_runs(tmp_path / "b", with_regret(cost_only(make_records())))
+    nudged = with_regret(cost_only(make_records()), 1 + 1e-15, cell="auxtarget/rtho/1")
+    for record in nudged:
+        record["manifest"]["device_name"] = "Other CPU"
+    result = compare(base, write_runs(tmp_path / "c", nudged))
+    assert result.regressions == [] and set(result.table["mode"]) == {"interval"}
+    assert (
+        "metrics compared by interval, not exactly: the processors differ (Test CPU -> Other "
+        "CPU) and round differently"
+    ) in result.notes
+
+
 def test_f1_is_checked(baseline: Path, tmp_path: Path) -> None:
     records = make_records()
     for record in records:

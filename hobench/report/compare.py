@@ -475,12 +475,16 @@ def compare(
     base_env, cur_env = _environment(base), _environment(cur)
     same_env = base_env == cur_env and len(base_env) == 1
     same_calibration = _calibration_versions(base) == _calibration_versions(cur)
+    # Bit-identical reruns need the same processor model too: another CPU's kernels (AVX2 or
+    # AVX-512, another BLAS path) round differently in the last bit.
+    models = sides["baseline"]["device name"], sides["current"]["device name"]
+    same_model = models[0] == models[1] and " | " not in models[0]
     spread = _calibration_spread(base, cur)
     steady = spread <= calibration_tolerance  # False for NaN
     gates = _Gates(
         time=same_env and same_calibration and steady,
         memory_device=_device_kinds(base) == _device_kinds(cur),
-        exact_env=same_env,
+        exact_env=same_env and same_model,
         time_ratio=time_ratio,
         memory_ratio=memory_ratio,
         acc_tolerance=acc_tolerance,
@@ -511,7 +515,12 @@ def compare(
         )
         notes.append(f"time {NOT_COMPARED}: {why}")
     if not gates.exact_env:
-        notes.append("metrics compared by interval, not exactly: the environments differ")
+        why = (
+            "the environments differ"
+            if not same_env
+            else f"the processors differ ({models[0]} -> {models[1]}) and round differently"
+        )
+        notes.append(f"metrics compared by interval, not exactly: {why}")
     if len(table) and (table["memory_basis"] == "not comparable").any():
         notes.append(
             "memory not gated where a side lacks resources.added_rss_mb (older records) "
