@@ -138,29 +138,37 @@ def _describe(registry, name: str, hidden: Sequence[str] = ()) -> list[str]:
     return lines
 
 
-def _suite_dirs() -> list[Path]:
-    here = Path("suites")
-    shipped = Path(__file__).resolve().parent.parent / "suites"
-    dirs = [d for d in (here, shipped) if d.is_dir()]
-    return [d for i, d in enumerate(dirs) if d.resolve() not in {e.resolve() for e in dirs[:i]}]
+def _registries() -> tuple:
+    """The tasks' and strategies' registries: the saved catalog (no torch import) when fresh,
+    else the imported ones, which are then saved for the next command."""
+    from hobench import catalog
 
-
-def cmd_list(args: argparse.Namespace) -> int:
-    from hobench.harness.suite import HARNESS_TASK_KEYS, SuiteError, load_registries, load_suite
+    saved = catalog.cached()
+    if saved is not None:
+        return saved
+    from hobench.harness.suite import load_registries
     from hobench.registry import STRATEGIES, TASKS
 
     load_registries()
+    catalog.save()
+    return TASKS, STRATEGIES
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from hobench.harness.suite import HARNESS_TASK_KEYS, SuiteError, check_suite, suite_dirs
+
+    tasks, strategies = _registries()
     lines = ["tasks:"]
-    for name in TASKS.names():
-        lines += _describe(TASKS, name, hidden=tuple(HARNESS_TASK_KEYS))
+    for name in tasks.names():
+        lines += _describe(tasks, name, hidden=tuple(HARNESS_TASK_KEYS))
     lines.append("strategies:")
-    for name in STRATEGIES.names():
-        lines += _describe(STRATEGIES, name)
-    for directory in _suite_dirs():
+    for name in strategies.names():
+        lines += _describe(strategies, name)
+    for directory in suite_dirs():
         lines.append(f"suites ({directory}/):")
         for path in sorted(directory.glob("*.toml")):
             try:
-                suite = load_suite(path)
+                suite = check_suite(path)
             except SuiteError as exc:
                 lines.append(f"  {path.stem} - invalid: {exc}")
                 continue
@@ -204,6 +212,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         time_ratio=args.time_ratio,
         memory_ratio=args.memory_ratio,
         allow_different_suites=args.allow_different_suites,
+        calibration_tolerance=args.calibration_tolerance,
     )
     if args.format == "json":
         from hobench.report.compare import compare_json
@@ -268,6 +277,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _ratio_at_least_one(text: str) -> float:
+    value = float(text)
+    if not value >= 1:
+        raise argparse.ArgumentTypeError(f"must be a factor >= 1, got {text}")
+    return value
+
+
 def _device(text: str) -> str:
     from hobench.harness.suite import DEVICE_PATTERN
 
@@ -295,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = verbs.add_parser("run", help="run a suite (resumes: finished cells are skipped)")
-    run.add_argument("suite", help="suite file, or the name of suites/NAME.toml")
+    run.add_argument(
+        "suite", help="suite file, or a suite name: ./suites/NAME.toml, else hobench's own"
+    )
     run.add_argument("--jobs", "-j", type=_positive_int, default=1, help="parallel workers")
     run.add_argument("--device", type=_device, help="override the suite's device")
     run.add_argument("--data-dir", help="where tasks find or download their data")
@@ -356,6 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_float,
         default=1.5,
         help="flag calibrated time above baseline x R (default 1.5)",
+    )
+    comp.add_argument(
+        "--calibration-tolerance",
+        type=_ratio_at_least_one,
+        default=1.25,  # compare.CALIBRATION_TOLERANCE, not imported: the report loads slowly
+        help="gate time only when all calibrations agree within this factor (default 1.25); "
+        "otherwise time is not compared",
     )
     comp.add_argument(
         "--memory-ratio",

@@ -6,6 +6,7 @@ so suites are validated against `inspect.signature` without building anything.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 from importlib.metadata import entry_points
@@ -46,6 +47,10 @@ class Registry:
             if ep.name not in self._classes:
                 self.register(ep.name)(ep.load())
 
+    def populated(self) -> bool:
+        """Whether anything is registered in this process yet (nothing is imported to know)."""
+        return bool(self._classes)
+
     def names(self) -> list[str]:
         self._load_entry_points()
         return sorted(self._classes)
@@ -53,7 +58,11 @@ class Registry:
     def get(self, name: str) -> type:
         self._load_entry_points()
         if name not in self._classes:
-            raise UnknownName(f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}")
+            close = difflib.get_close_matches(name, self.names(), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UnknownName(
+                f"unknown {self.kind} {name!r}; {hint}known: {', '.join(self.names())}"
+            )
         return self._classes[name]
 
     def parameters(self, name: str) -> dict[str, Any]:

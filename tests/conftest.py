@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,21 @@ ROOT = Path(__file__).resolve().parents[1]
 # the compiled path (tests/test_hypergrad_compiled.py), so a test that trains compiles nothing;
 # HOBENCH_COMPILE=1 turns the compiled default back on.
 compiled.set_default(False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def catalog_cache(tmp_path_factory) -> None:
+    """The registries' catalog (hobench.catalog) of this session's processes in a folder of its
+    own, never in the user's cache."""
+    from hobench.catalog import CACHE_ENV
+
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("catalog"))
+    yield
+    if previous is None:
+        del os.environ[CACHE_ENV]
+    else:
+        os.environ[CACHE_ENV] = previous
 
 
 def hobench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -7,6 +7,7 @@ give equal numbers.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import time
@@ -198,6 +199,16 @@ class ToyKill(_Toy):
 
     def run(self, task, budget, rng, recorder) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@STRATEGIES.register("toy-full-disk")
+class ToyFullDisk(_Toy):
+    """Evaluates one point, then meets a full disk writing a scratch file (as a cell's shared
+    values or its record would)."""
+
+    def run(self, task, budget, rng, recorder) -> None:
+        self.evaluate(task, {"x": 0.5}, budget, recorder)
+        raise OSError(errno.ENOSPC, "No space left on device", "scratch.json")
 
 
 @STRATEGIES.register("toy-hold")

@@ -227,6 +227,7 @@ def test_compare_wiring(tmp_path: Path, capsys, fake_report) -> None:
             "time_ratio": 2.0,
             "memory_ratio": 1.5,
             "allow_different_suites": False,
+            "calibration_tolerance": 1.25,
         },
     )
     fake_report.regressions = ["q/toy-random: slower"]

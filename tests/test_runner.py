@@ -244,8 +244,8 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path: Path) -> Non
     process = hobench_process(path, runs.parent)
     wait_for(lambda: line_count(runs) >= 1 and worker_pids(process.pid))
     process.kill()  # the runner dies mid-suite, no cleanup at all; its worker is orphaned
-    process.wait(timeout=30)
-    wait_for(lambda: group_gone(process.pid), timeout=10)  # the worker noticed and exited
+    process.wait(timeout=120)
+    wait_for(lambda: group_gone(process.pid), timeout=120)  # the worker noticed and exited
     assert len(strict_lines(runs)) == 1
     assert (runs.parent / ".work").is_dir()  # the killed runner's scratch folder...
     resumed = run_suite(suite, runs.parent, jobs=2, quiet=True)
@@ -277,12 +277,12 @@ def test_ctrl_c_stops_workers_and_keeps_finished_cells(tmp_path: Path) -> None:
     process = hobench_process(path, runs.parent)
     wait_for(lambda: line_count(runs) >= 1)
     os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: runner and workers
-    _, stderr = process.communicate(timeout=30)
+    _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "rerun the same command to resume" in stderr
     assert "Traceback" not in stderr
     assert all(r["status"] == "ok" for r in strict_lines(runs))  # nothing recorded as failed
-    wait_for(lambda: group_gone(process.pid), timeout=10)
+    wait_for(lambda: group_gone(process.pid), timeout=120)
 
 
 def test_ctrl_c_while_a_worker_starts_is_raised_once_the_worker_is_tracked() -> None:

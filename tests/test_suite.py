@@ -185,6 +185,28 @@ MALFORMED["seed-above-2**32"] = (
 )
 MALFORMED["id-with-newline"] = (HEAD + TASK + 'id = "a\\nb"\n' + STRATEGY, "tasks[0].id: bad", "")
 MALFORMED["id-with-space"] = (HEAD + TASK + 'id = "a b"\n' + STRATEGY, "tasks[0].id: bad", "")
+# One rule for every name that becomes a path or a table key: [A-Za-z0-9._-], ASCII.
+for _case, _id in {
+    "id-unicode": "tâche",
+    "id-non-ascii-digits": "hc-R١٠٠٠",  # Arabic-Indic digits
+    "id-trailing-newline": "a\\n",
+    "id-empty": "",
+    "id-leading-dot": ".hidden",
+    "id-leading-dash": "-x",
+    "id-backslash": "a\\\\b",
+    "id-pipe": "a|b",  # a Markdown table's column separator
+    "id-colon": "a:b",
+    "id-tab": "a\\tb",
+}.items():
+    MALFORMED[_case] = (HEAD + TASK + f'id = "{_id}"\n' + STRATEGY, "tasks[0].id: bad id", "ASCII")
+MALFORMED["strategy-id-unicode"] = (
+    VALID + 'id = "süche"\n',
+    "strategies[0].id: bad id 'süche'",
+    "letters, digits",
+)
+MALFORMED["name-unicode"] = ('name = "süite"\n' + VALID, "name: 'süite' is not a usable", "ASCII")
+MALFORMED["name-empty"] = ('name = ""\n' + VALID, "name: '' is not a usable", "ASCII")
+MALFORMED["name-trailing-newline"] = ('name = "a\\n"\n' + VALID, "name: 'a\\n' is not", "ASCII")
 
 MALFORMED["unknown-task-param"] = (
     HEAD + TASK + "radius = 3\n" + STRATEGY,

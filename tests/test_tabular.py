@@ -60,9 +60,9 @@ def test_without_scikit_learn_the_readers_say_so_in_one_line(monkeypatch, loader
     assert "\n" not in str(error.value)
 
 
-def test_a_missing_file_inside_scikit_learn_is_one_line(monkeypatch):
-    monkeypatch.setattr(packaged, "DATA_DIR", packaged.DATA_DIR / "nowhere")
-    with pytest.raises(DataError, match="is missing; reinstall scikit-learn") as error:
+def test_a_missing_file_inside_scikit_learn_is_one_line(monkeypatch, tmp_path):
+    monkeypatch.setenv(packaged.EMBEDDED_DIR_ENV, str(tmp_path))  # a folder without the file
+    with pytest.raises(DataError, match="is missing; reinstall the package") as error:
         load_diabetes()
     assert "\n" not in str(error.value)
 

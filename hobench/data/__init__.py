@@ -1,6 +1,7 @@
 """Datasets: embedded defaults, checksummed downloads, scikit-learn's shipped tables, label
 corruption and splits."""
 
+from hobench.data import packaged
 from hobench.data.digits import load_digits
 from hobench.data.download import fetch, sha256_of
 from hobench.data.errors import DataError
@@ -28,6 +29,7 @@ __all__ = [
     "load_digits",
     "load_mnist",
     "load_mnist_full",
+    "packaged",
     "read_idx",
     "sha256_of",
     "split_indices",

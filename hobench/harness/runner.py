@@ -9,8 +9,10 @@ run on the same directory waits, then finds the first one's cells done.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
+import multiprocessing.forkserver
 import os
 import shutil
 import signal
@@ -28,6 +30,7 @@ from tqdm import tqdm
 
 from hobench.harness.budget import LIMITS
 from hobench.harness.cell import crash_record, jsonable
+from hobench.harness.failures import EXIT_STORAGE, StorageFull
 from hobench.harness.measure import manifest as make_manifest
 from hobench.harness.measure import resolve_device
 from hobench.harness.preflight import check_budgets
@@ -238,6 +241,11 @@ class _Pool:
         from hobench.harness import worker
 
         self.context, self.target = worker.context(device), worker.run_job
+        method = self.context.get_start_method()
+        self.spawns = method == "spawn"
+        if method == "forkserver":
+            with _sigint_ignored():  # started now, the server inherits Ctrl-C ignored
+                multiprocessing.forkserver.ensure_running()
         self.running: list[_Worker] = []
         self.launched = 0
 
@@ -267,7 +275,9 @@ class _Pool:
             target=self.target, args=(job, str(out_path), str(log_path), env), name=cell.key
         )
         with _interrupts_deferred():  # a started worker is always one that stop() can reach
-            process.start()
+            # A spawned worker is a fresh interpreter: it inherits Ctrl-C ignored from here.
+            with _sigint_ignored() if self.spawns else contextlib.nullcontext():
+                process.start()
             now = time.perf_counter()
             self.running.append(_Worker(cell, slot, process, out_path, log_path, now, status_path))
 
@@ -291,6 +301,9 @@ class _Pool:
     def _record(self, worker: _Worker) -> dict[str, Any]:
         code = worker.process.exitcode
         worker.process.close()
+        if code == EXIT_STORAGE:  # not the cell's failure: stop the run, record nothing
+            problem = OSError(errno.ENOSPC, "a worker's record or scratch file was refused")
+            raise StorageFull(worker.out_path.parent, problem)
         if code == 0:
             try:
                 return json.loads(worker.out_path.read_text(encoding="utf-8"))
@@ -325,6 +338,25 @@ class _Pool:
                 worker.process.kill()
                 worker.process.join()
         self.running.clear()
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ctrl-C ignored while a child interpreter is exec'd (the forkserver, a spawned worker).
+
+    Ctrl-C reaches the whole process group. A child exec'd with SIGINT ignored keeps it ignored
+    (Python installs its KeyboardInterrupt handler only over the default), so the user's Ctrl-C
+    never kills one mid-import with a traceback (and the runner with an EOFError): the runner
+    stops its children itself. The exec takes milliseconds; a Ctrl-C inside them is lost.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach only the main thread
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -460,7 +492,8 @@ def _run_locked(
             _drive(pool, todo, jobs, store, progress, summary)
         except KeyboardInterrupt:
             summary.interrupted = True
-            progress.say("hobench: interrupted; stopping workers", always=True)
+            # Not with --quiet: there the CLI's one closing line says it all.
+            progress.say("hobench: interrupted; stopping workers")
         finally:
             progress.close()
             # Whatever ended the run, no worker outlives it; a second Ctrl-C must not skip this.

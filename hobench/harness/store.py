@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from hobench.harness.failures import STORAGE_ERRNOS, StorageFull
+
 RUNS_FILE = "runs.jsonl"
 SUITE_FILE = "suite.toml"  # a copy of the suite file of the latest run
 # Keys every cell record has (docs/results-schema.md); a line without them is not ours.
@@ -183,12 +185,17 @@ class ResultsStore:
         """Add one record as one line: written at once, flushed and fsynced."""
         line = (dumps(record) + "\n").encode("utf-8")
         with self.locked():
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                view = memoryview(line)
-                while view:  # a regular file takes it in one write; loop for the rare short one
-                    view = view[os.write(fd, view) :]
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise StorageFull(self.path, exc, len(line)) from None
+            size = os.fstat(fd).st_size
+            try:
+                _write_all(fd, line)
                 os.fsync(fd)
+            except OSError as exc:
+                _cut_back(fd, size)  # no torn line: the file is as it was before this record
+                raise StorageFull(self.path, exc, len(line)) from None
             finally:
                 os.close(fd)
 
@@ -212,19 +219,46 @@ class ResultsStore:
         write_atomic(self.path.parent / SUITE_FILE, Path(suite_path).read_text(encoding="utf-8"))
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data`: a regular file takes it in one write; loop for the rare short one."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _cut_back(fd: int, size: int) -> None:
+    """Truncate a file back to `size` after a failed append (best effort: truncating frees
+    space, so it works on a full disk)."""
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError:
+        pass  # then the next writer cuts the torn line off (`_cut_torn_tail`)
+
+
 def write_atomic(path: Path, content: str) -> None:
-    """Write `path` whole (temporary file, fsync, rename): the old or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write `path` whole (temporary file, fsync, rename): the old or the new, never half.
+    A full or read-only disk raises StorageFull naming `path`."""
+    data = content.encode("utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRNOS:
+            raise StorageFull(path, exc, len(data)) from None
+        raise
     try:
         os.fchmod(fd, 0o644)  # mkstemp's 0600 would make results private to this user
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+            raise StorageFull(path, exc, len(data)) from None
         raise
     _fsync_dir(path.parent)  # make the rename itself durable
 

@@ -6,6 +6,7 @@ and the fix, before anything runs: a typo should cost a second, not a night of b
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import math
@@ -41,7 +42,10 @@ HARNESS_TASK_KEYS = {
 }
 PLUGINS_ENV = "HOBENCH_PLUGINS"
 DEVICE_PATTERN = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# The one rule for every name that becomes a path or a table key (suite names, task and strategy
+# ids): portable in file names, cell keys ("task/strategy/seed") and Markdown tables.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # fullmatch: `$` would let a final "\n" in
+NAME_RULE = "use letters, digits, '.', '_' and '-' (ASCII), starting with a letter or digit"
 MAX_SEED = 2**32 - 1  # numpy's global seed takes no more
 
 
@@ -144,21 +148,64 @@ class Suite:
         ]
 
 
+def suite_dirs() -> list[Path]:
+    """Where bare suite names are looked up: ./suites, then the suites hobench ships (those of
+    the source tree it is installed from)."""
+    shipped = Path(__file__).resolve().parents[2] / "suites"
+    dirs = [d for d in (Path("suites"), shipped) if d.is_dir()]
+    return [d for i, d in enumerate(dirs) if d.resolve() not in {e.resolve() for e in dirs[:i]}]
+
+
 def resolve_suite_path(spec: str | Path) -> Path:
-    """`spec` as given, or `suites/<spec>.toml` when `spec` is a bare suite name."""
+    """`spec` as given, or `<dir>/<spec>.toml` from `suite_dirs()` when `spec` is a bare suite
+    name. A name found nowhere raises SuiteError naming the closest known suite."""
     path = Path(spec)
-    if path.exists() or path.suffix:
+    if path.exists() or path.suffix or len(path.parts) > 1:
         return path
-    candidate = Path("suites") / f"{spec}.toml"
-    return candidate if candidate.exists() else path
+    for directory in suite_dirs():
+        if (candidate := directory / f"{spec}.toml").is_file():
+            return candidate
+    known = sorted({p.stem for d in suite_dirs() for p in d.glob("*.toml")})
+    raise SuiteError(
+        f"{spec}: no such suite file or suite name; "
+        f"{did_you_mean(str(spec), known)}known suites: {', '.join(known) or '(none)'}"
+    )
+
+
+def did_you_mean(name: str, known: list[str]) -> str:
+    """'did you mean 'X'? ' for the closest known name, or '' when none is close."""
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite file; raise `SuiteError` (one line) on the first problem."""
+    """Read and validate a suite file; raise `SuiteError` (one line) on the first problem.
+
+    A first pass against the saved catalog of the registries (hobench.catalog) finds most
+    mistakes before torch is imported; the second, against the imported classes, is complete.
+    """
     path = Path(path)
     data = _read_toml(path)
+    from hobench import catalog  # here: it hashes the sources, which only loading needs
+
+    first = catalog.cached()
+    if first is not None:
+        _Validator(path, *first).suite(data)
     load_registries()
-    return _Validator(path).suite(data)
+    catalog.save()
+    return _Validator(path, TASKS, STRATEGIES).suite(data)
+
+
+def check_suite(path: str | Path) -> Suite:
+    """Validate a suite file against the saved catalog alone when there is one (the first pass
+    of `load_suite`: no torch, no `check_params`), else as `load_suite` does."""
+    path = Path(path)
+    from hobench import catalog
+
+    first = catalog.cached()
+    if first is None:
+        return load_suite(path)
+    return _Validator(path, *first).suite(_read_toml(path))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -199,8 +246,9 @@ def _is_number(value: Any) -> bool:
 class _Validator:
     """Walks the parsed TOML; every check raises one SuiteError naming `self.path` and a key."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, tasks: Registry, strategies: Registry) -> None:
+        # `tasks`, `strategies`: the live registries, or hobench.catalog's saved ones.
+        self.path, self.tasks, self.strategies = path, tasks, strategies
 
     def fail(self, key: str, problem: str, fix: str) -> SuiteError:
         return SuiteError(f"{self.path}: {key}: {problem}; {fix}")
@@ -212,12 +260,10 @@ class _Validator:
                     key, "unknown top-level key", f"allowed: {', '.join(TOP_LEVEL_KEYS)}"
                 )
         name = self.string(data, "name", self.path.stem)
-        if not _NAME.match(name):
-            raise self.fail(
-                "name", f"{name!r} is not a usable directory name", "use [A-Za-z0-9._-]"
-            )
-        tasks = self.entries(data, "tasks", TASKS)
-        strategies = self.entries(data, "strategies", STRATEGIES)
+        if not _NAME.fullmatch(name):
+            raise self.fail("name", f"{name!r} is not a usable directory name", NAME_RULE)
+        tasks = self.entries(data, "tasks", self.tasks)
+        strategies = self.entries(data, "strategies", self.strategies)
         budget = None
         if "budget" in data:
             budget = self.budget(data["budget"], "budget")
@@ -375,13 +421,14 @@ class _Validator:
             raise self.fail(f"{where}.kind", "missing", f"known {registry.kind} kinds: {known}")
         kind = self.string(table, "kind", "", f"{where}.")
         if kind not in registry.names():
-            raise self.fail(f"{where}.kind", f"unknown {registry.kind} {kind!r}", f"known: {known}")
-        entry_id = self.string(table, "id", kind, f"{where}.")
-        # An id is part of cell keys, file lines and table rows: no '/', spaces or control codes.
-        if not entry_id or "/" in entry_id or not entry_id.isprintable() or " " in entry_id:
+            suggestion = did_you_mean(kind, registry.names())
             raise self.fail(
-                f"{where}.id", f"bad id {entry_id!r}", "use a non-empty id without '/' or spaces"
+                f"{where}.kind", f"unknown {registry.kind} {kind!r}", f"{suggestion}known: {known}"
             )
+        entry_id = self.string(table, "id", kind, f"{where}.")
+        if not _NAME.fullmatch(entry_id):  # part of cell keys, file lines and table rows
+            fix = NAME_RULE if "id" in table else f"{NAME_RULE}: set an `id`"
+            raise self.fail(f"{where}.id", f"bad id {entry_id!r}", fix)
         params = {k: v for k, v in table.items() if k not in ("id", "kind", "budget")}
         budget = None
         if "budget" in table:
@@ -417,7 +464,7 @@ class _Validator:
                 raise self.fail(
                     f"{where}.{key}",
                     f"unknown parameter of {registry.kind} {kind!r}",
-                    f"allowed: {allowed}",
+                    f"{did_you_mean(key, list(defaults))}allowed: {allowed}",
                 )
             checked[key] = self.typed(value, defaults[key], f"{where}.{key}")
         for key, default in defaults.items():

@@ -35,6 +35,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import hobench.strategies  # noqa: F401  (the built-ins and optuna, imported in the zygote)
 import hobench.tasks  # noqa: F401
 from hobench.harness.cell import run_cell
+from hobench.harness.failures import EXIT_STORAGE, storage_error
 from hobench.harness.shared import use_folder
 from hobench.harness.store import dumps
 from hobench.harness.suite import Cell, load_registries
@@ -57,6 +58,17 @@ def run_job(job: dict[str, Any], out_path: str, log_path: str, env: dict[str, st
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _exit_with_parent()
     os.chdir(job["cwd"])  # the runner's now (relative paths), not the zygote's when it started
+    try:
+        _run_job(job, Path(out_path), log_path, env)
+    except OSError as exc:
+        if not storage_error(exc):
+            raise
+        # The disk is full: no record (it would say the cell failed) and no traceback (the log
+        # cannot take it). The runner reads the status and stops the run in one line.
+        os._exit(EXIT_STORAGE)
+
+
+def _run_job(job: dict[str, Any], out: Path, log_path: str, env: dict[str, str]) -> None:
     with open(log_path, "wb") as log:  # stdout and stderr, also of C code, go to the cell's log
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
@@ -64,7 +76,6 @@ def run_job(job: dict[str, Any], out_path: str, log_path: str, env: dict[str, st
     os.environ.clear()
     os.environ.update(env)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s: %(message)s")
-    out = Path(out_path)
     record = execute(job, shared=out.parent / "shared")  # the run's scratch: values its cells share
     tmp = out.with_suffix(".tmp")
     tmp.write_text(dumps(record), encoding="utf-8")

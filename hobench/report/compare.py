@@ -9,8 +9,11 @@ or started failing. Each gate is applied only where it means the same on both si
   budgets (cost or steps, no seconds) on the same torch build, device and threads: such a rerun is
   bit-identical, so any value worse than the baseline's is a regression. Otherwise the current
   mean must stay inside the baseline's bootstrap CI (minus a tolerance) on the worse side;
-- time only when torch build, device and threads match and both sides carry the same version of
-  the calibration workload; otherwise it is shown and reported as not comparable;
+- time only when torch build, device and threads match, both sides carry the same version of
+  the calibration workload, and every calibration of both runs lies within
+  `CALIBRATION_TOLERANCE` of the others: a calibration that moved says the machines, or the load
+  on them, differ, and a time ratio would then measure that, not the code. Otherwise time is
+  "not compared": no ratio is printed and time never fails the gate;
 - memory as `resources.added_rss_mb` (what the cell adds over its worker's RSS after imports),
   when both sides have it and ran on the same kind of device; older records only carry the
   process's peak RSS, which mostly measures the imports (a CUDA build of torch alone triples it).
@@ -41,6 +44,10 @@ SINGLE_SEED_TOLERANCE = 0.01
 # Memory grows by more than the ratio AND by more than this many MB to be a regression: a cell
 # that adds 2 MB and then 4 MB has not regressed, its allocator has.
 MEMORY_FLOOR_MB = 16.0
+# Time is gated only when the largest calibration of the two runs is within this factor of the
+# smallest. Two quiet runs on one machine agree to a few percent; a loaded one does not.
+CALIBRATION_TOLERANCE = 1.25
+NOT_COMPARED = "not compared"
 # Metric direction from the name's ending: +1 higher is better, -1 lower is better. Other final
 # numbers (counts such as `kept`, `stopped_at`, chosen settings) are not quality metrics.
 HIGHER_IS_BETTER = ("acc", "accuracy", "f1", "auc", "precision", "recall")
@@ -74,6 +81,7 @@ class CompareResult:
     notes: list[str] = field(default_factory=list)
     time_ratio: float = 1.5
     memory_ratio: float = 1.5
+    calibration_tolerance: float = CALIBRATION_TOLERANCE
     sides: dict[str, dict[str, Any]] = field(default_factory=dict)
     differences: list[str] = field(default_factory=list)
     metrics: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "task/strategy" ->
@@ -113,6 +121,17 @@ def _device_kinds(runs: pd.DataFrame) -> set[str]:
 def _calibration_versions(runs: pd.DataFrame) -> set[int]:
     # Records from before the calibration was versioned used the ~25 ms workload: version 1.
     return {int(m.get("calibration_version") or 1) for m in _manifests(runs)}
+
+
+def _calibration_spread(*sides: pd.DataFrame) -> float:
+    """Largest calibration_s over the smallest, over every record of the sides (NaN: a side
+    has none)."""
+    values = [_numeric(side["calibration_s"]).dropna() for side in sides]
+    values = [v[v > 0] for v in values]
+    if any(v.empty for v in values):
+        return math.nan
+    both = pd.concat(values)
+    return float(both.max() / both.min())
 
 
 def _joined(values: list[Any]) -> str:
@@ -210,9 +229,12 @@ def _tolerance(metric: str, base_mean: float, n: int, acc_tolerance: float | Non
     return SINGLE_SEED_TOLERANCE * (1.0 if bounded else abs(base_mean))
 
 
-def _exact(name: str, metric: str, b: pd.DataFrame, c: pd.DataFrame) -> tuple[dict, Problem | None]:
-    """Seed-by-seed: the same cell must give the same value; worse on any seed is a regression."""
-    column, sign = f"final.{metric}", metric_direction(metric)
+def _exact(
+    name: str, metric: str, b: pd.DataFrame, c: pd.DataFrame, column: str = "", sign: int = 0
+) -> tuple[dict, Problem | None]:
+    """Seed-by-seed: the same cell must give the same value; worse on any seed is a regression.
+    `column` and `sign` default to the final metric's."""
+    column, sign = column or f"final.{metric}", sign or metric_direction(metric)
     base = dict(zip(b["cell"], _numeric(b[column]), strict=True))
     cur = dict(zip(c["cell"], _numeric(c[column]), strict=True))
     worse, better = [], []
@@ -333,6 +355,10 @@ def _compare_row(
             details.append(detail)
             if problem:
                 problems.append(problem)
+        if exact and "resources.cost" in b and "resources.cost" in c:
+            # The budget spent is as deterministic as the metrics: more for the same is worse.
+            detail, problem = _exact(name, "cost", b, c, "resources.cost", sign=-1)
+            problems += [problem] if problem else []
     row["mode"] = mode
     row["metrics_checked"] = len(details)
     row["metrics_worse"] = ", ".join(d["metric"] for d in details if d["verdict"] == "worse")
@@ -347,21 +373,11 @@ def _compare_row(
     row["acc_base"] = _mean(b["final.test_acc"]) if "final.test_acc" in b else math.nan
     row["acc_current"] = _mean(c["final.test_acc"]) if "final.test_acc" in c else math.nan
 
-    base_cal, cur_cal = _median(b["calibration_s"]), _median(c["calibration_s"])
-    calibrated = base_cal > 0 and cur_cal > 0  # False for NaN
-    if calibrated:
-        time = _ratio(
-            _mean(c["resources.wall_s"]) / cur_cal, _mean(b["resources.wall_s"]) / base_cal
+    row["time_ratio"], row["time_basis"] = _time(b, c, gates.time and same_config)
+    if row["time_ratio"] > gates.time_ratio:  # False for NaN: not compared
+        problems.append(
+            ("time", f"{name}: time ×{row['time_ratio']:.2f} (calibrated) > ×{gates.time_ratio:g}")
         )
-    else:
-        time = _ratio(_mean(c["resources.wall_s"]), _mean(b["resources.wall_s"]))
-    row["time_ratio"] = time
-    gated_time = gates.time and calibrated and same_config
-    row["time_basis"] = ("–" if math.isnan(time) else ("calibrated" if calibrated else "raw")) + (
-        "" if gated_time or math.isnan(time) else ", not comparable"
-    )
-    if gated_time and time > gates.time_ratio:
-        problems.append(("time", f"{name}: time ×{time:.2f} (calibrated) > ×{gates.time_ratio:g}"))
 
     added_b = _numeric(b.get("resources.added_rss_mb", pd.Series(math.nan, index=b.index)))
     added_c = _numeric(c.get("resources.added_rss_mb", pd.Series(math.nan, index=c.index)))
@@ -385,6 +401,18 @@ def _compare_row(
     row["overrun_base"] = _mean(b["resources.overrun_s"])  # informational, never a regression
     row["overrun_current"] = _mean(c["resources.overrun_s"])
     return row, details, problems
+
+
+def _time(b: pd.DataFrame, c: pd.DataFrame, gated: bool) -> tuple[float, str]:
+    """The calibrated time ratio and its basis; a ratio that cannot be trusted is never shown
+    (NaN, "not compared"), so no one reads a number the gate itself ignores."""
+    base_cal, cur_cal = _median(b["calibration_s"]), _median(c["calibration_s"])
+    if b.empty or c.empty:
+        return math.nan, "–"
+    if not (gated and base_cal > 0 and cur_cal > 0):  # False for NaN
+        return math.nan, NOT_COMPARED
+    time = _ratio(_mean(c["resources.wall_s"]) / cur_cal, _mean(b["resources.wall_s"]) / base_cal)
+    return time, "–" if math.isnan(time) else "calibrated"
 
 
 def _cell_problems(base: pd.DataFrame, cur: pd.DataFrame) -> dict[tuple[str, str], list[Problem]]:
@@ -411,6 +439,7 @@ def compare(
     time_ratio: float = 1.5,
     memory_ratio: float = 1.5,
     allow_different_suites: bool = False,
+    calibration_tolerance: float = CALIBRATION_TOLERANCE,
 ) -> CompareResult:
     """Compare a current results directory against a baseline one.
 
@@ -423,7 +452,8 @@ def compare(
       `SINGLE_SEED_TOLERANCE`, absolute for accuracy-like metrics, relative for the others;
       `acc_tolerance` overrides it for accuracy-like metrics);
     - time regresses when (current mean wall_s / calibration_s) over the baseline's exceeds
-      `time_ratio`, gated only when the environments and calibration versions match;
+      `time_ratio`, gated only when the environments and calibration versions match and all
+      calibrations lie within a factor `calibration_tolerance`; otherwise "not compared";
     - memory regresses when the mean `resources.added_rss_mb` grows by more than `memory_ratio`
       and by more than `MEMORY_FLOOR_MB`, gated when both sides have it on the same device kind.
     A row whose budgets or parameters differ between the sides is shown as "config differs" and
@@ -452,10 +482,16 @@ def compare(
     base_env, cur_env = _environment(base), _environment(cur)
     same_env = base_env == cur_env and len(base_env) == 1
     same_calibration = _calibration_versions(base) == _calibration_versions(cur)
+    # Bit-identical reruns need the same processor model too: another CPU's kernels (AVX2 or
+    # AVX-512, another BLAS path) round differently in the last bit.
+    models = sides["baseline"]["device name"], sides["current"]["device name"]
+    same_model = models[0] == models[1] and " | " not in models[0]
+    spread = _calibration_spread(base, cur)
+    steady = spread <= calibration_tolerance  # False for NaN
     gates = _Gates(
-        time=same_env and same_calibration,
+        time=same_env and same_calibration and steady,
         memory_device=_device_kinds(base) == _device_kinds(cur),
-        exact_env=same_env,
+        exact_env=same_env and same_model,
         time_ratio=time_ratio,
         memory_ratio=memory_ratio,
         acc_tolerance=acc_tolerance,
@@ -481,15 +517,17 @@ def compare(
         metrics[name] = details
     table = pd.DataFrame(rows)
     if not gates.time:
-        why = (
-            f"the baseline ran with {_describe(base_env)}, "
-            f"the current run with {_describe(cur_env)}"
-            if not same_env
-            else "the calibration workloads differ (a newer hobench measures a longer one)"
+        why = _why_not_timed(
+            base_env, cur_env, same_env, same_calibration, spread, calibration_tolerance
         )
-        notes.append(f"time shown, not gated: {why}")
+        notes.append(f"time {NOT_COMPARED}: {why}")
     if not gates.exact_env:
-        notes.append("metrics compared by interval, not exactly: the environments differ")
+        why = (
+            "the environments differ"
+            if not same_env
+            else f"the processors differ ({models[0]} -> {models[1]}) and round differently"
+        )
+        notes.append(f"metrics compared by interval, not exactly: {why}")
     if len(table) and (table["memory_basis"] == "not comparable").any():
         notes.append(
             "memory not gated where a side lacks resources.added_rss_mb (older records) "
@@ -497,8 +535,6 @@ def compare(
         )
     if len(table) and (table["mode"] == "config differs").any():
         notes.append("rows marked 'config differs' ran with other budgets or parameters: not gated")
-    if len(table) and table["time_basis"].str.startswith("raw").any():
-        notes.append("calibration_s missing on a side: times compared raw, not gated")
     changed = [f"{r['task']}/{r['strategy']}" for r in rows if r["metrics_changed"]]
     if changed:
         notes.append(
@@ -511,9 +547,27 @@ def compare(
         notes,
         time_ratio,
         memory_ratio,
+        calibration_tolerance,
         sides,
         _differences(sides["baseline"], sides["current"]),
         metrics,
+    )
+
+
+def _why_not_timed(
+    base_env: set, cur_env: set, same_env: bool, same_calibration: bool, spread: float, limit: float
+) -> str:
+    """Why time is not compared, in words (one clause)."""
+    if not same_env:
+        base, cur = _describe(base_env), _describe(cur_env)
+        return f"the baseline ran with {base}, the current run with {cur}"
+    if not same_calibration:
+        return "the calibration workloads differ (a newer hobench measures a longer one)"
+    if math.isnan(spread):
+        return "calibration_s missing on a side (older records)"
+    return (
+        f"the calibrations of the two runs differ by ×{spread:.2f}, more than ×{limit:g}: the "
+        "machines, or the load on them, differ (accuracy and cost are still gated)"
     )
 
 
@@ -597,7 +651,8 @@ def format_compare(result: CompareResult) -> str:
     lines.append(
         "Checks: every final metric (exact under deterministic budgets on the same build, else "
         f"against the baseline CI); time ratio > ×{result.time_ratio:g} (wall_s / calibration_s, "
-        f"same build, device and threads only); memory added by a cell > ×{result.memory_ratio:g}"
+        "same build, device and threads, only when all calibrations agree within "
+        f"×{result.calibration_tolerance:g}); memory added by a cell > ×{result.memory_ratio:g}"
         f" and > {MEMORY_FLOOR_MB:g} MB; missing or newly failed cells. Overrun (mean seconds "
         "past a seconds budget, baseline/current) is shown, not checked."
     )
@@ -636,6 +691,7 @@ def compare_json(result: CompareResult) -> str:
         "differences": result.differences,
         "thresholds": {
             "time_ratio": result.time_ratio,
+            "calibration_tolerance": result.calibration_tolerance,
             "memory_ratio": result.memory_ratio,
             "memory_floor_mb": MEMORY_FLOOR_MB,
         },

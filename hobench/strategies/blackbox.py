@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from hobench.domains import Interval, ParamError
 from hobench.harness.budget import Budget
+from hobench.harness.failures import all_diverged
 from hobench.harness.recorder import Recorder, summarise_config
 from hobench.registry import STRATEGIES
 from hobench.strategies.base import Strategy, check_first_unit_fits, priced
@@ -115,6 +116,7 @@ class OptunaStrategy(Strategy):
         budget.stop()
         completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
         if not completed:
+            all_diverged(recorder.points, "evaluation")
             raise RuntimeError("no evaluation completed within the budget")
         best = study.best_trial.params
         recorder.finish(config=summarise_config(best), **task.finalize_config(best))

@@ -22,6 +22,7 @@ import torch
 
 from hobench.domains import Choice, Interval, ParamError
 from hobench.harness.budget import Budget
+from hobench.harness.failures import all_diverged
 from hobench.harness.recorder import Recorder, summarise
 from hobench.hypergrad import ForwardState, forward, reverse, unroll
 from hobench.registry import STRATEGIES
@@ -140,13 +141,14 @@ class HypergradientDescent(Strategy):
             trained = problem.dynamics.params(hg.final_state)
             ev = problem.evaluate(trained, hp)
             recorder.point(hp, ev.val_loss, ev.val_acc, ev.test_acc)
-            if best is None or ev.val_loss < best[0]:
+            if math.isfinite(ev.val_loss) and (best is None or ev.val_loss < best[0]):
                 best = (ev.val_loss, hp)
             if self.warm_start:
                 params = trained
             hyper.step(hg.grad)
         budget.stop()
         if best is None:
+            all_diverged(recorder.points, "hyper-iteration", "non-finite hypergradient or loss")
             raise RuntimeError("no hyper-iteration completed within the budget")
         recorder.finish(**task.finalize(best[1]))
 

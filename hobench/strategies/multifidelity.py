@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 
 from hobench.domains import Interval
 from hobench.harness.budget import Budget
+from hobench.harness.failures import all_diverged
 from hobench.harness.recorder import Recorder
 from hobench.registry import STRATEGIES
 from hobench.strategies.base import Strategy, check_first_unit_fits, priced
@@ -136,6 +137,7 @@ class MultiFidelity(Strategy):
         budget.stop()
         completed = [t for t in study.trials if t.state == TrialState.COMPLETE]
         if not completed:
+            all_diverged(recorder.points, "trial")
             raise RuntimeError("no trial trained to the end within the budget")
         best = study.best_trial.params
         recorder.finish(config=best, **task.finalize_config(best))

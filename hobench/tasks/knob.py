@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from hobench.harness.failures import Diverged
 from hobench.harness.shared import computed_once
 from hobench.tasks.base import HyperParam
 
@@ -42,6 +43,8 @@ def single_value_references(
     def compute() -> dict[str, float]:
         losses = [val_loss(v) for v in grid]
         finite = [(loss, v) for loss, v in zip(losses, grid, strict=True) if math.isfinite(loss)]
+        if not finite:
+            raise Diverged(len(grid), "reference-grid value")
         best_loss, best_value = min(finite)
         return {
             "default_val_loss": val_loss(default),
