@@ -287,7 +287,17 @@ def test_ctrl_c_stops_workers_and_keeps_finished_cells(tmp_path: Path) -> None:
 
 def test_ctrl_c_while_a_worker_starts_is_raised_once_the_worker_is_tracked() -> None:
     # CI caught the race: Ctrl-C inside Process.start left a worker the runner could not stop.
+    # From Python's own handler, whatever an earlier test in this process left installed (a full
+    # `make test` once left SIGINT ignored here, which this test then read as a background job).
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
     tracked = []
+    try:
+        _deferred_then_raised(tracked)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if outer is None else outer)
+
+
+def _deferred_then_raised(tracked: list) -> None:
     with pytest.raises(KeyboardInterrupt), _interrupts_deferred():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)  # a Python handler runs between bytecodes: here, if not deferred

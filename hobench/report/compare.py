@@ -99,17 +99,10 @@ def _manifests(runs: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _environment(runs: pd.DataFrame) -> set[tuple[Any, ...]]:
-    """(torch version, device, processor model, threads) of each run: what a time figure and
-    the last bits of a result depend on beyond the code and the machine's speed (which the
-    calibration divides out). Another processor model takes other kernel paths (AVX-512 on one,
-    AVX2 on the other): a seeded rerun there agrees to rounding, not bit for bit."""
+    """(torch version, device, threads) of each run: what a time figure depends on beyond the
+    code and the machine's speed (which the calibration divides out)."""
     return {
-        (
-            (m.get("packages") or {}).get("torch"),
-            m.get("device"),
-            m.get("device_name"),
-            m.get("threads"),
-        )
+        ((m.get("packages") or {}).get("torch"), m.get("device"), m.get("threads"))
         for m in _manifests(runs)
     }
 
@@ -573,8 +566,8 @@ def _why_not_timed(
 
 def _describe(environments: set[tuple[Any, ...]]) -> str:
     return "; ".join(
-        f"torch {torch}, {device} ({name}), {threads} thread(s)"
-        for torch, device, name, threads in sorted(environments, key=str)
+        f"torch {torch}, {device}, {threads} thread(s)"
+        for torch, device, threads in sorted(environments, key=str)
     )
 
 
