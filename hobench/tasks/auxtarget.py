@@ -34,7 +34,7 @@ from hobench.tasks.common import (
     DTYPE,
     POSITIVE,
     SOURCE,
-    EpochBatches,
+    SplitBatches,
     check_split_fits,
     classification_metrics,
     generator,
@@ -111,7 +111,8 @@ class AuxTarget(Task):
         )
         self.train_aux = downsampled(self.train[0])
         self.dynamics = momentum(self._inner, lr="lr", mu="momentum")
-        self._streams: dict[tuple[str, int], EpochBatches] = {}
+        sizes = {"train": len(self.train[1]), "val": len(self.val[1])}
+        self._batch = SplitBatches(sizes, self.seed, self.device)
 
     # --- the model ----------------------------------------------------------------------------
     def _params0(self):
@@ -151,17 +152,6 @@ class AuxTarget(Task):
         """Primary-task validation cross-entropy on the validation examples `idx`."""
         logits, _ = self._forward(params, self.val[0][idx])
         return F.cross_entropy(logits, self.val[1][idx])
-
-    def _batch(self, which: str, t: int, size: int) -> torch.Tensor:
-        """Minibatch t (t = 1, 2, ...) of `which` set, seeded by (seed, epoch, set)."""
-        key = (which, size)
-        if key not in self._streams:
-            n = len(self.train[1] if which == "train" else self.val[1])
-            offset = which == "val"
-            self._streams[key] = EpochBatches(
-                n, size, lambda epoch: self.seed * 100_003 + epoch * 2 + offset, self.device
-            )
-        return self._streams[key](t)
 
     def _metrics(self, params) -> Evaluation:
         val_loss, val_acc = classification_metrics(

@@ -71,3 +71,25 @@ class EpochBatches:
             self._order = torch.randperm(self.n, generator=gen, device=self.device)
             self._epoch = epoch
         return self._order[k * self.size : (k + 1) * self.size]
+
+
+class SplitBatches:
+    """Minibatches of a task's training and validation sets: an `EpochBatches` per (set, batch
+    size), epoch e of set s seeded by seed · 100003 + 2e + (s == "val")."""
+
+    def __init__(self, sizes: dict[str, int], seed: int, device) -> None:
+        self.sizes, self.seed, self.device = sizes, seed, device
+        self._streams: dict[tuple[str, int], EpochBatches] = {}
+
+    def __call__(self, which: str, t: int, size: int) -> torch.Tensor:
+        """Minibatch t (t = 1, 2, ...) of set `which` ("train" or "val")."""
+        key = (which, size)
+        if key not in self._streams:
+            offset = which == "val"
+            self._streams[key] = EpochBatches(
+                self.sizes[which],
+                size,
+                lambda epoch: self.seed * 100_003 + epoch * 2 + offset,
+                self.device,
+            )
+        return self._streams[key](t)

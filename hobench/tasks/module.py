@@ -54,6 +54,7 @@ from hobench.tasks.common import (
     POSITIVE,
     SOURCE,
     EpochBatches,
+    SplitBatches,
     resolve_dtype,
 )
 from hobench.tasks.hypercleaning import DISCARD_BELOW, f1_score
@@ -279,7 +280,8 @@ class ModuleTask(Task):
         }
         self.learning_rate = "lr" if "lr" in self.tune else None
         self.final_protocol_is_plain_training = not self.cleaning
-        self._streams: dict[tuple[str, int], EpochBatches] = {}
+        sizes = {"train": len(self.train[1]), "val": len(self.val[1])}
+        self._batch = SplitBatches(sizes, self.seed, self.device)
         self._scores: torch.Tensor | None = None
         self.dynamics = descend_module(self._inner, self._rule())
 
@@ -342,17 +344,6 @@ class ModuleTask(Task):
     def _metrics(self, model) -> Evaluation:
         val_loss, val_acc = self._accuracy(model, self.val)
         return Evaluation(val_loss, val_acc, self._accuracy(model, self.test)[1], steps=self.steps)
-
-    def _batch(self, which: str, t: int, size: int) -> torch.Tensor:
-        """Minibatch t (t = 1, 2, ...) of `which` set, seeded by (seed, epoch, set)."""
-        key = (which, size)
-        if key not in self._streams:
-            n = len(self.train[1] if which == "train" else self.val[1])
-            offset = which == "val"
-            self._streams[key] = EpochBatches(
-                n, size, lambda epoch: self.seed * 100_003 + epoch * 2 + offset, self.device
-            )
-        return self._streams[key](t)
 
     # --- hyperparameters: the black-box space and the gradient coordinates -----------------------
     def space(self) -> list[HyperParam]:
