@@ -332,9 +332,6 @@ class ModuleTask(Task):
         out = self.net.eval_forward(model, self.val[0][idx])
         return F.cross_entropy(self._logits(out), self.val[1][idx])
 
-    def _outer(self, model, hp):
-        return F.cross_entropy(self._logits(self.net.eval_forward(model, self.val[0])), self.val[1])
-
     def _accuracy(self, model, data) -> tuple[float, float]:
         with torch.no_grad():
             logits = self._logits(self.net.eval_forward(model, data[0]))
