@@ -17,12 +17,7 @@ import torch
 
 from hobench.harness.budget import LIMITS, Budget
 from hobench.harness.failures import CellFailure, storage_error
-from hobench.harness.measure import (
-    peak_rss_mb,
-    resolve_device,
-    start_memory_window,
-    synchronize,
-)
+from hobench.harness.measure import MemoryMeter, resolve_device, synchronize
 from hobench.harness.recorder import Recorder, summarise
 from hobench.harness.suite import Cell
 from hobench.hypergrad.compiled import compile_times
@@ -96,7 +91,7 @@ def run_cell(
     status, error, final = "ok", None, {}
     setup_s, wall_s, device = 0.0, 0.0, cell.device
     run_start: float | None = None
-    baseline_mb = start_memory_window()  # the worker after its imports, before the task
+    memory = MemoryMeter()  # the worker after its imports, before the task
     compiled_before = len(compile_times())
     setup_start = time.perf_counter()
     try:
@@ -109,6 +104,7 @@ def run_cell(
         )
         strategy = STRATEGIES.create(cell.strategy_kind, **cell.strategy_params)
         task.prepare()  # what every strategy's final protocol shares, off the clock
+        memory.end_phase()
         setup_s = time.perf_counter() - setup_start
         run_start = time.perf_counter()
         budget.start()  # the budget covers the strategy, not data loading
@@ -125,7 +121,7 @@ def run_cell(
         status, error, final = "failed", error_line(exc), dict(recorder.final)
 
     cuda = device.startswith("cuda") and torch.cuda.is_available()
-    peak_mb = peak_rss_mb()
+    memory.end_phase()
     resources = {
         "wall_s": wall_s,
         "overrun_s": budget.overrun,  # the search's, not the unbudgeted final protocol's
@@ -136,9 +132,10 @@ def run_cell(
         "units": budget.units,
         "unit_cost": budget.cost_used / budget.units if budget.units and budget.cost_used else None,
         "unit_s": budget.unit_median_s(),
-        "peak_rss_mb": peak_mb,
-        "baseline_rss_mb": baseline_mb,
-        "added_rss_mb": None if baseline_mb is None else max(0.0, peak_mb - baseline_mb),
+        "peak_rss_mb": memory.peak_mb,
+        "baseline_rss_mb": memory.rss_mb,
+        "added_rss_mb": memory.added_mb,  # less library pages paged in: see MemoryMeter
+        "paged_in_mb": memory.paged_mb,
         "cuda_peak_mb": torch.cuda.max_memory_allocated(device) / 2**20 if cuda else None,
         "setup_s": setup_s,
         # First calls of the engine's compiled functions (compile included; in wall_s): 0 eager.
@@ -197,6 +194,7 @@ def crash_record(
         "peak_rss_mb": None,
         "baseline_rss_mb": None,
         "added_rss_mb": None,
+        "paged_in_mb": None,
         "cuda_peak_mb": None,
         "setup_s": None,
         "compile_s": None,
