@@ -489,3 +489,23 @@ def test_gate_passes_against_a_baseline_of_another_torch_build(tmp_path: Path, c
     out = capsys.readouterr().out
     assert "differs:  torch: 2.99.0+cu129 -> 2.13.0+cpu" in out
     assert "No regressions." in out and "time not compared" in out
+
+
+def test_cells_too_short_to_time_are_not_timed(tmp_path: Path) -> None:
+    """Sub-second cells tripled their wall between two quiet runs on one machine: their time is
+    shown as too short, never gated; a cell that became long enough to time still is."""
+
+    def walls(seconds: float) -> list[dict]:
+        records = make_records()
+        for record in records:
+            record["resources"]["wall_s"] = seconds
+        return records
+
+    baseline = write_runs(tmp_path / "b", walls(0.1))
+    noisy = compare(baseline, write_runs(tmp_path / "c", walls(0.35)))
+    assert noisy.regressions == []
+    assert set(noisy.table["time_basis"]) == {"too short"}
+    assert noisy.table["time_ratio"].isna().all()
+    assert any("under 1 s on both sides" in note for note in noisy.notes)
+    slow = compare(baseline, write_runs(tmp_path / "d", walls(1.5)))
+    assert len(slow.regressions) == 6 and all(": time ×15.00" in r for r in slow.regressions)

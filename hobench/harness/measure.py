@@ -129,6 +129,13 @@ def _reset_peak() -> bool:
 
 
 def _cpu_name() -> str:
+    """The processor's model name and the instruction set torch's kernels dispatch to: a
+    virtual machine's generic name ("Intel(R) Xeon(R) Processor") covers several generations,
+    and bit-identical results need the same kernels."""
+    return f"{_cpu_model()} ({torch.backends.cpu.get_cpu_capability()})"
+
+
+def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

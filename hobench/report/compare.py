@@ -47,6 +47,11 @@ MEMORY_FLOOR_MB = 16.0
 # Time is gated only when the largest calibration of the two runs is within this factor of the
 # smallest. Two quiet runs on one machine agree to a few percent; a loaded one does not.
 CALIBRATION_TOLERANCE = 1.25
+# A row whose cells average under this many seconds on both sides is not timed: a 0.1 s cell's
+# wall is the scheduler's (the smoke suite's 0.05-0.4 s cells ran x2.9-3.7 slower under
+# make test than minutes before on the same quiet machine, with the same calibration).
+TIME_FLOOR_S = 1.0
+TOO_SHORT = "too short"
 NOT_COMPARED = "not compared"
 # Metric direction from the name's ending: +1 higher is better, -1 lower is better. Other final
 # numbers (counts such as `kept`, `stopped_at`, chosen settings) are not quality metrics.
@@ -404,6 +409,8 @@ def _time(b: pd.DataFrame, c: pd.DataFrame, gated: bool) -> tuple[float, str]:
         return math.nan, "–"
     if not (gated and base_cal > 0 and cur_cal > 0):  # False for NaN
         return math.nan, NOT_COMPARED
+    if max(_mean(b["resources.wall_s"]), _mean(c["resources.wall_s"])) < TIME_FLOOR_S:
+        return math.nan, TOO_SHORT
     time = _ratio(_mean(c["resources.wall_s"]) / cur_cal, _mean(b["resources.wall_s"]) / base_cal)
     return time, "–" if math.isnan(time) else "calibrated"
 
@@ -514,6 +521,11 @@ def compare(
             base_env, cur_env, same_env, same_calibration, spread, calibration_tolerance
         )
         notes.append(f"time {NOT_COMPARED}: {why}")
+    if len(table) and (table["time_basis"] == TOO_SHORT).any():
+        notes.append(
+            f"time not compared where a row's cells take under {TIME_FLOOR_S:g} s on both sides "
+            f"('{TOO_SHORT}'): their wall is scheduling noise"
+        )
     if not gates.exact_env:
         why = (
             "the environments differ"
@@ -645,7 +657,8 @@ def format_compare(result: CompareResult) -> str:
         "Checks: every final metric (exact under deterministic budgets on the same build, else "
         f"against the baseline CI); time ratio > ×{result.time_ratio:g} (wall_s / calibration_s, "
         "same build, device and threads, only when all calibrations agree within "
-        f"×{result.calibration_tolerance:g}); memory added by a cell > ×{result.memory_ratio:g}"
+        f"×{result.calibration_tolerance:g}, cells of {TIME_FLOOR_S:g} s or more); "
+        f"memory added by a cell > ×{result.memory_ratio:g}"
         f" and > {MEMORY_FLOOR_MB:g} MB; missing or newly failed cells. Overrun (mean seconds "
         "past a seconds budget, baseline/current) is shown, not checked."
     )
@@ -687,6 +700,7 @@ def compare_json(result: CompareResult) -> str:
             "calibration_tolerance": result.calibration_tolerance,
             "memory_ratio": result.memory_ratio,
             "memory_floor_mb": MEMORY_FLOOR_MB,
+            "time_floor_s": TIME_FLOOR_S,
         },
         "rows": rows,
         "regressions": result.regressions,
