@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -129,20 +130,23 @@ def _reset_peak() -> bool:
 
 
 def _cpu_name() -> str:
-    """The processor's model name and the instruction set torch's kernels dispatch to: a
-    virtual machine's generic name ("Intel(R) Xeon(R) Processor") covers several generations,
-    and bit-identical results need the same kernels."""
-    return f"{_cpu_model()} ({torch.backends.cpu.get_cpu_capability()})"
-
-
-def _cpu_model() -> str:
+    """The processor's model name, the instruction set torch's kernels dispatch to, and a digest
+    of its feature flags (which MKL and oneDNN dispatch on): a virtual machine's generic name
+    ("Intel(R) Xeon(R) Processor") covers several generations, and bit-identical results need
+    the same kernels."""
+    info: dict[str, str] = {}  # the first processor's fields
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    model = info.get("model name") or platform.processor() or platform.machine()
+    flags = info.get("flags", "")
+    isa = torch.backends.cpu.get_cpu_capability()
+    if flags:
+        isa += ", flags " + hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:6]
+    return f"{model} ({isa})"
 
 
 def device_info(device: str) -> dict[str, Any]:
