@@ -101,6 +101,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         return EXIT_INTERRUPTED
     failed = [r for r in records if r["cell"] in set(keys) and r.get("status") != "ok"]
+    if summary.warmed:
+        print(
+            f"hobench: compiled {summary.warmed} task x strategy pair(s) in "
+            f"{summary.compile_s:.1f}s before the cells, off their clocks (once on this machine)",
+            file=sys.stderr,
+        )
     print(
         f"hobench: {ran}; {len(keys) - len(failed)} ok, {len(failed)} failed; "
         f"results: {summary.results_path}",

@@ -13,10 +13,18 @@ from hobench.hypergrad import compiled
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The engine's default is its compiled path. The tests check the eager math unless they ask for
-# the compiled path (tests/test_hypergrad_compiled.py), so a test that trains compiles nothing;
-# HOBENCH_COMPILE=1 turns the compiled default back on.
+# The engine's default is its compiled path, and suites compile too. The tests check the eager
+# math and the harness, so a test that trains or runs a suite compiles nothing (compiling takes
+# tens of seconds per function on 2 cores): HOBENCH_COMPILE=0 here and in every process the
+# tests start. The tests of the compiled path remove it (the `compiling` fixture).
 compiled.set_default(False)
+os.environ[compiled.ENV] = "0"
+
+
+@pytest.fixture
+def compiling(monkeypatch) -> None:
+    """The compiled path on, for a test of it (tests/conftest.py turns it off elsewhere)."""
+    monkeypatch.delenv(compiled.ENV, raising=False)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -390,17 +390,23 @@ def test_a_parameter_added_since_the_baseline_at_its_default_is_the_same_config(
     baseline: Path, tmp_path: Path
 ) -> None:
     """The baseline's cells predate rtho's `compile` (they do not record it): the current run's
-    cells, recording it at its default, are compared; set otherwise, they are not."""
+    cells, recording it at its default, are compared; compiled, they are not."""
     records = make_records(acc_shift={("auxtarget", "rtho"): -0.2})
     for record in records:
         if record["strategy"] == "rtho":
-            record["strategy_params"] = {"delta": 10, "compile": False}
+            record["strategy_params"] = {"delta": 10, "compile": None}
     result = compare(baseline, write_runs(tmp_path / "default", records))
     assert _statuses(result)["auxtarget", "rtho"].startswith("REGRESSION")
     for record in records:
         if record["strategy"] == "rtho":
             record["strategy_params"]["compile"] = True
     result = compare(baseline, write_runs(tmp_path / "set", records))
+    assert _statuses(result)["auxtarget", "rtho"] == "not comparable: config differs"
+    for record in records:
+        if record["strategy"] == "rtho":
+            record["strategy_params"]["compile"] = None
+            record["compile"] = True  # the suite compiled it
+    result = compare(baseline, write_runs(tmp_path / "suite", records))
     assert _statuses(result)["auxtarget", "rtho"] == "not comparable: config differs"
 
 

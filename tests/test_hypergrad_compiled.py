@@ -22,7 +22,7 @@ from tests.test_hypergrad import MODES_TOL, both_modes, check_against_fd, flat, 
 aten = torch.ops.aten
 
 
-def test_compiled_path_is_exact():
+def test_compiled_path_is_exact(compiling):
     """The eager path's checks on the compiled path (compiled step, pullback and tangent step,
     the fast forward read-out): forward vs reverse, central differences, the closed form, and
     the eager numbers to roundoff. One small problem, T = 3: on 2 cores, compiling takes ~20 s

@@ -144,7 +144,7 @@ def test_a_step_is_the_ordinary_train_mode_optimizer_step():
 
 
 @pytest.mark.slow
-def test_compiled_reverse_equals_eager_in_float32():
+def test_compiled_reverse_equals_eager_in_float32(compiling):
     task = tiny("float32", tune=["lr", "momentum", "weight_decay"])
     problem = task.gradient_problem()
     s0 = problem.dynamics.init(problem.params0(), problem.hp0)

@@ -373,9 +373,9 @@ def test_third_party_strategy_runs_in_a_suite(tmp_path):
 
 @pytest.mark.parametrize("strategy", ["reverse-hg", "forward-hg", "rtho"])
 def test_compile_parameter_reaches_the_engine(strategy, monkeypatch):
-    """`compile = true` asks the engine for its compiled path (off by default, so the suites'
-    results stay those of the eager path). HOBENCH_COMPILE=0 keeps this test from compiling:
-    it checks the request, not the compiler (tests/test_hypergrad_compiled.py does)."""
+    """`compile = true` asks the engine for its compiled path; the default, None, leaves it to
+    the suite. HOBENCH_COMPILE=0 keeps this test from compiling: it checks the request, not
+    the compiler (tests/test_hypergrad_compiled.py does)."""
     from hobench.strategies import gradient
 
     monkeypatch.setenv("HOBENCH_COMPILE", "0")
@@ -393,30 +393,36 @@ def test_compile_parameter_reaches_the_engine(strategy, monkeypatch):
     task = TASKS.create("ridge", seed=0, **dict(RIDGE, steps=20))
     run(task, strategy, {"steps": 20}, compile=True)
     assert asked and all(asked)
-    assert STRATEGIES.create(strategy).compile is False
+    assert STRATEGIES.create(strategy).compile is None
 
 
-@pytest.mark.parametrize(
-    "strategy",
-    ["random", "reverse-hg", "forward-hg", "rtho", "rtho-nt", "truncated-hg", "truncated-online",
-     "ift-cg", "ift-neumann"],
-)  # fmt: skip
-def test_a_cell_compiles_nothing_unless_its_strategy_asks(strategy, monkeypatch):
-    """The engine's default is its compiled path, but a suite's cell (the search, the tasks'
-    training, the final protocol) runs eager unless its strategy says `compile = true`: a cell
-    is a fresh process, shorter than a compile, and the committed results are eager's bits."""
+GRADIENT = ["reverse-hg", "forward-hg", "rtho", "rtho-nt", "truncated-hg", "truncated-online",
+            "ift-cg", "ift-neumann"]  # fmt: skip
+
+
+@pytest.mark.parametrize("strategy", ["random", *GRADIENT])
+@pytest.mark.parametrize("suite_compiles", [False, True])
+def test_a_cell_compiles_what_its_suite_says(strategy, suite_compiles, monkeypatch):
+    """A suite's `compile` (true by default) puts its gradient strategies on the compiled path
+    and nothing else (the search's training, the tasks' final protocol stay eager); false keeps
+    the whole cell eager. The record says which path ran."""
     from hobench.harness.cell import run_cell
     from hobench.harness.suite import Cell
     from hobench.hypergrad import compiled
 
     monkeypatch.delenv(compiled.ENV, raising=False)
-    monkeypatch.setattr(compiled, "_default", True)  # as in a worker (tests/conftest.py: False)
     asked: list = []
     monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: asked.append(fn) or fn)
-    cell = Cell("ridge", "ridge", RIDGE, strategy, strategy, {}, 0, {"cost": 10}, "cpu")
+    cell = Cell(
+        "ridge", "ridge", RIDGE, strategy, strategy, {}, 0, {"cost": 10}, "cpu",
+        compile=suite_compiles,
+    )  # fmt: skip
     record = run_cell(cell, "q", None, {})
     assert record["status"] == "ok", record["error"]
-    assert asked == [] and record["resources"]["compile_s"] == 0.0
+    runs_compiled = suite_compiles and strategy != "random"
+    assert bool(asked) == runs_compiled and record["compile"] == runs_compiled
+    assert (record["resources"]["compile_s"] > 0) == runs_compiled
+    assert not compiled.use_compiled(None)  # the suite's choice ends with its cell
 
 
 def test_a_compiled_cell_records_its_compile_seconds_apart(monkeypatch):

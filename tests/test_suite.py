@@ -183,6 +183,11 @@ MALFORMED["seed-above-2**32"] = (
     "seeds[1]: seed 4294967296 is above 4294967295",
     "integers",
 )
+MALFORMED["compile-not-bool"] = (
+    'compile = "yes"\n' + VALID,
+    "compile: expected true or false",
+    "eager",
+)
 MALFORMED["id-with-newline"] = (HEAD + TASK + 'id = "a\\nb"\n' + STRATEGY, "tasks[0].id: bad", "")
 MALFORMED["id-with-space"] = (HEAD + TASK + 'id = "a b"\n' + STRATEGY, "tasks[0].id: bad", "")
 # One rule for every name that becomes a path or a table key: [A-Za-z0-9._-], ASCII.

@@ -16,11 +16,13 @@ import numpy as np
 import torch
 
 from hobench.harness.budget import LIMITS, Budget
+from hobench.harness.compile_cache import compile_cache_counts
 from hobench.harness.failures import CellFailure, storage_error
 from hobench.harness.measure import MemoryMeter, resolve_device, synchronize
 from hobench.harness.recorder import Recorder, summarise
 from hobench.harness.suite import Cell
-from hobench.hypergrad.compiled import compile_times
+from hobench.harness.warmup import compiles
+from hobench.hypergrad.compiled import compile_failure, compile_times, default_path
 from hobench.registry import STRATEGIES, TASKS
 
 SCHEMA_VERSION = 1
@@ -92,7 +94,7 @@ def run_cell(
     setup_s, wall_s, device = 0.0, 0.0, cell.device
     run_start: float | None = None
     memory = MemoryMeter()  # the worker after its imports, before the task
-    compiled_before = len(compile_times())
+    compiled_before, cache_before = len(compile_times()), compile_cache_counts()
     setup_start = time.perf_counter()
     try:
         device = resolve_device(cell.device)
@@ -108,7 +110,8 @@ def run_cell(
         setup_s = time.perf_counter() - setup_start
         run_start = time.perf_counter()
         budget.start()  # the budget covers the strategy, not data loading
-        strategy.run(task, budget, rng, recorder)
+        with default_path(cell.compile):  # the suite's path where the strategy does not say
+            strategy.run(task, budget, rng, recorder)
         synchronize(device)
         wall_s = time.perf_counter() - run_start
         final = _final_metrics(recorder, task)
@@ -140,6 +143,12 @@ def run_cell(
         "setup_s": setup_s,
         # First calls of the engine's compiled functions (compile included; in wall_s): 0 eager.
         "compile_s": sum(seconds for _, seconds in compile_times()[compiled_before:]),
+        "compile_fallback": compile_failure(),  # why this cell's compiled path ran eager
+        # Inductor's on-disk cache (hobench.harness.compile_cache): graphs loaded / generated.
+        **{
+            f"compile_cache_{kind}": count - cache_before[kind]
+            for kind, count in compile_cache_counts().items()
+        },
     }
     return make_record(cell, suite_name, manifest, status, error, recorder.points, final, resources)
 
@@ -166,6 +175,7 @@ def make_record(
         "strategy_kind": cell.strategy_kind,
         "strategy_params": cell.strategy_params,
         "seed": cell.seed,
+        "compile": compiles(cell),  # the engine's compiled path ran (false: eager)
         "budget": {name: cell.budget.get(name) for name in LIMITS},
         "status": status,
         "error": error,
@@ -198,6 +208,9 @@ def crash_record(
         "cuda_peak_mb": None,
         "setup_s": None,
         "compile_s": None,
+        "compile_fallback": None,
+        "compile_cache_hits": None,
+        "compile_cache_misses": None,
     }
     return make_record(
         cell, suite_name, manifest, "failed", error[:MAX_ERROR_CHARS], [], {}, resources

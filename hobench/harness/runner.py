@@ -28,6 +28,7 @@ from typing import Any, TextIO
 import torch
 from tqdm import tqdm
 
+from hobench.harness import compile_cache
 from hobench.harness.budget import LIMITS
 from hobench.harness.cell import crash_record, jsonable
 from hobench.harness.failures import EXIT_STORAGE, StorageFull
@@ -38,6 +39,8 @@ from hobench.harness.ray_executor import LOST, RayPool
 from hobench.harness.recorder import STATUS_ENV
 from hobench.harness.store import ResultsStore, StoreError
 from hobench.harness.suite import Cell, Suite
+from hobench.harness.warmup import compiles, mark_warm, pairs_to_warm
+from hobench.hypergrad.compiled import ENV as COMPILE_ENV
 
 POLL_S = 0.05
 STOP_GRACE_S = 3.0
@@ -59,6 +62,8 @@ class RunSummary:
     interrupted: bool = False
     wall_s: float = 0.0
     records: list[dict[str, Any]] = field(default_factory=list)
+    warmed: int = 0  # task x strategy pairs compiled before the cells (hobench.harness.warmup)
+    compile_s: float = 0.0  # their compile seconds, off every cell's clock
 
     @property
     def ran(self) -> int:
@@ -99,7 +104,12 @@ def _check_not_stale(cells: list[Cell], records: list[dict[str, Any]], path: Pat
             }
         )
         expected["threads"] = cell.threads
-        found = {**record, "threads": (record.get("manifest") or {}).get("threads")}
+        expected["compile"] = compiles(cell)  # compiled and eager cells round differently
+        found = {
+            **record,
+            "threads": (record.get("manifest") or {}).get("threads"),
+            "compile": record.get("compile", bool(record["strategy_params"].get("compile"))),
+        }
         for key, value in expected.items():
             if found.get(key) != value:
                 raise StoreError(
@@ -477,6 +487,22 @@ def _run_locked(
             "cells will share cores (results are unaffected, times are slower)"
         )
     manifest = make_manifest(resolved, threads)
+    compile_folder = None
+    if executor[0] == "local" and any(compiles(cell) for cell in todo):
+        compile_folder, warning = compile_cache.configure()  # before inductor picks its own
+        if warning:
+            progress.say(f"hobench: warning: {warning}", always=True)
+        problem = compile_cache.compiler_problem()
+        if problem:
+            progress.say(
+                f"hobench: cannot compile here ({problem}); every cell runs eager "
+                "(install a C++ compiler, e.g. g++, to compile; compile = false says so)",
+                always=True,
+            )
+            os.environ[COMPILE_ENV] = "0"  # this run's cells and their records: eager
+            compile_folder = None
+        else:
+            os.environ[compile_cache.PRELOAD_ENV] = "1"  # the zygote starts the compiler once
     # A CI cancel (SIGTERM) stops as cleanly as Ctrl-C; signals can only be set in the main thread.
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread:
@@ -488,6 +514,9 @@ def _run_locked(
             gpu_slots = _gpu_slots(resolved, jobs)
             pool = _Pool(suite.name, manifest, data_dir, threads, gpu_slots, workdir, resolved)
         try:
+            if compile_folder:
+                _warm(pool, todo, jobs, Path(compile_folder), progress, summary)
+                manifest["compile_warmup_s"] = summary.compile_s  # the records' provenance
             progress.begin()
             _drive(pool, todo, jobs, store, progress, summary)
         except KeyboardInterrupt:
@@ -519,6 +548,32 @@ def _workdir(store: ResultsStore) -> Iterator[Path]:
         yield workdir
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _warm(
+    pool: _Pool, todo: list[Cell], jobs: int, folder: Path, progress: Progress, summary: RunSummary
+) -> None:
+    """Run one cell of each compiling pair not yet warm here (hobench.harness.warmup), keeping
+    only its compile seconds: the cells then load compiled code, none compiling on its clock."""
+    pending = pairs_to_warm(todo, folder)
+    if not pending:
+        return
+    progress.say(
+        f"hobench: compiling {len(pending)} task x strategy pair(s) before the cells, "
+        f"once on this machine (cache: {folder})"
+    )
+    while pending or pool.running:
+        while pending and len(pool.running) < jobs:
+            pool.start(pending.pop(0), pool.free_slot())
+        reaped = pool.reap()
+        if not reaped:
+            time.sleep(POLL_S)
+            continue
+        for worker, record in reaped:
+            summary.compile_s += record["resources"].get("compile_s") or 0.0
+            if record["status"] == "ok":  # a failing pair fails again in its cells, and says why
+                mark_warm(worker.cell, folder)
+                summary.warmed += 1
 
 
 def _drive(

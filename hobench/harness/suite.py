@@ -30,6 +30,7 @@ TOP_LEVEL_KEYS = (
     "strategies",
     "exclude",
     "threads",
+    "compile",
     "paper_tables",
 )
 PAPER_TABLES = ("hypercleaning", "auxtarget")  # paper tables a report can show after its own
@@ -89,6 +90,7 @@ class Cell:
     budget: dict[str, Any]
     device: str
     threads: int = 1
+    compile: bool = True  # the engine's compiled path where a strategy does not say
 
     @property
     def key(self) -> str:
@@ -125,6 +127,7 @@ class Suite:
     exclude: tuple[str, ...] = ()  # "task_id/strategy_id" pairs not to run
     threads: int = 1  # torch threads per cell: pinned, so results do not depend on --jobs
     paper_tables: tuple[str, ...] = ()  # paper experiments the report compares with
+    compile: bool = True  # gradient strategies on the engine's compiled path (false: eager)
 
     def cells(self, device: str | None = None) -> list[Cell]:
         """All cells, task-major then strategy then seed; `device` overrides the suite's."""
@@ -140,6 +143,7 @@ class Suite:
                 budget=dict(strategy.budget or self.budget or {}),
                 device=device or self.device,
                 threads=self.threads,
+                compile=self.compile,
             )
             for task in self.tasks
             for strategy in self.strategies
@@ -283,7 +287,17 @@ class _Validator:
             exclude=self.exclude(data.get("exclude", []), tasks, strategies),
             threads=self.threads(data.get("threads", 1)),
             paper_tables=self.paper_tables(data.get("paper_tables", [])),
+            compile=self.compile(data.get("compile", True)),
         )
+
+    def compile(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(
+                "compile",
+                f"expected true or false, got {value!r}",
+                "compile = false runs every gradient strategy eager (default: true, compiled)",
+            )
+        return value
 
     def paper_tables(self, value: Any) -> tuple[str, ...]:
         if not isinstance(value, list) or any(v not in PAPER_TABLES for v in value):

@@ -34,6 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import hobench.strategies  # noqa: F401  (the built-ins and optuna, imported in the zygote)
 import hobench.tasks  # noqa: F401
+from hobench.harness import compile_cache
 from hobench.harness.cell import run_cell
 from hobench.harness.failures import EXIT_STORAGE, storage_error
 from hobench.harness.shared import use_folder
@@ -41,6 +42,10 @@ from hobench.harness.store import dumps
 from hobench.harness.suite import Cell, load_registries
 from hobench.registry import TASKS
 from hobench.tasks.base import Task
+
+# A run that compiles starts the compiler here, in the zygote, once (the runner says so).
+if os.environ.get(compile_cache.PRELOAD_ENV) == "1":
+    compile_cache.preload()
 
 
 def context(device: str) -> BaseContext:

@@ -36,11 +36,12 @@ seconds each first call (compile included) took, so timings of later calls exclu
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -75,6 +76,17 @@ def set_default(compiled: bool) -> None:
     """What `compile=None` runs in this process: the compiled path (True, the default) or eager."""
     global _default
     _default = compiled
+
+
+@contextlib.contextmanager
+def default_path(compiled: bool) -> Iterator[None]:
+    """`set_default(compiled)` for the duration of a block (a cell: its suite's choice)."""
+    before = _default
+    set_default(compiled)
+    try:
+        yield
+    finally:
+        set_default(before)
 
 
 def compile_failure() -> str | None:

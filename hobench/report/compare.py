@@ -293,9 +293,11 @@ def _config(cells: pd.DataFrame) -> set[str]:
     for _, r in cells.iterrows():
         config = {k: (None if _isnan(r[k]) else r[k]) for k in keys}
         config["task_params"] = _not_default(TASKS, r["task_kind"], r["task_params"])
-        config["strategy_params"] = _not_default(
-            STRATEGIES, r["strategy_kind"], r["strategy_params"]
-        )
+        strategy_params = {k: v for k, v in r["strategy_params"].items() if k != "compile"}
+        config["strategy_params"] = _not_default(STRATEGIES, r["strategy_kind"], strategy_params)
+        # The path the cell ran (a strategy's `compile`, else its suite's): compiled rounds
+        # otherwise than eager.
+        config["compiled"] = bool(r.get("compiled", False))
         configs.add(json.dumps(config, sort_keys=True))
     return configs
 

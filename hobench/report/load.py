@@ -145,6 +145,9 @@ def _run_row(record: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {key: record.get(key) for key in ID_COLUMNS}
     row["task_params"] = record.get("task_params") or {}
     row["strategy_params"] = record.get("strategy_params") or {}
+    # Whether the cell ran the engine's compiled path; records from before suites compiled by
+    # default say so only through their strategy's `compile`.
+    row["compiled"] = bool(record.get("compile", row["strategy_params"].get("compile", False)))
     budget = record.get("budget") or {}
     for limit in BUDGET_LIMITS:
         row[f"budget.{limit}"] = budget.get(limit)

@@ -362,10 +362,10 @@ class ZeroOrder(Strategy):
         directions: int = 1,
         sigma: float = 0.05,
         outer_lr: float | None = None,
-        compile: bool = False,
+        compile: bool | None = None,
     ) -> None:
-        """compile: the inner runs' compiled path (hobench.strategies.gradient's note on
-        `compile`); eager by default, as every gradient strategy in a suite."""
+        """compile: the inner runs' compiled path (True), eager (False), or the suite's choice
+        (None; hobench.strategies.gradient's note on `compile`)."""
         self.directions, self.sigma, self.outer_lr = directions, sigma, outer_lr
         self.compile = compile
 

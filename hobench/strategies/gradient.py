@@ -63,13 +63,13 @@ class HyperOptimizer:
         return {k: v.detach().clone() for k, v in self.hp.items()}
 
 
-# `compile = true` (a suite parameter of every gradient strategy) runs the engine's compiled path
-# (hobench.hypergrad.compiled), the engine's own default: each hyper-iteration is faster, but
-# every cell is a fresh process that first compiles (seconds with inductor's on-disk cache warm,
-# tens of seconds cold; on the clock, off the cost budget, and in the record as `compile_s`), and
-# the numbers differ from the eager path's in the last bits. Off by default in suites: their
-# cells are shorter than a compile, and their committed results stay bit-identical.
-# HOBENCH_COMPILE=0 forces eager regardless.
+# `compile` (every gradient strategy's parameter; None, the default, takes the suite's top-level
+# `compile`, true unless the suite says false) runs the engine's compiled path
+# (hobench.hypergrad.compiled): each hyper-iteration is faster; each cell is a fresh process
+# that loads the compiled code from the machine's compile cache (hobench.harness.compile_cache),
+# which the runner fills before the first cell of each task and strategy, off every cell's
+# clock. The numbers differ from the eager path's in the last bits. HOBENCH_COMPILE=0 forces
+# eager regardless.
 
 # The starts every task's gradient problem knows (Task.gradient_problem).
 STARTS = ("default", "rtho", "null")
@@ -91,12 +91,12 @@ class HypergradientDescent(Strategy):
         truncate: int = 0,
         warm_start: bool = False,
         start: str = "default",
-        compile: bool = False,
+        compile: bool | None = None,
     ) -> None:
         """hyper_lr and steps (T) of 0 take the task's values; truncate (reverse only) > 0
         differentiates the last K steps only; warm_start carries the weights across
-        hyper-iterations instead of restarting from s_0; compile takes the engine's compiled
-        path (see the note on `compile` above)."""
+        hyper-iterations instead of restarting from s_0; compile: the engine's compiled
+        path (True), eager (False), or the suite's choice (None; see the note above)."""
         self.hyper_lr, self.steps, self.truncate = hyper_lr, steps, truncate
         self.warm_start, self.start, self.compile = warm_start, start, compile
 
@@ -193,9 +193,10 @@ class TruncatedHG(ReverseHG):
         truncate: int = 10,
         warm_start: bool = False,
         start: str = "default",
+        compile: bool | None = None,
     ) -> None:
         """truncate: K, the steps differentiated through (1..T)."""
-        super().__init__(hyper_lr, steps, truncate, warm_start, start)
+        super().__init__(hyper_lr, steps, truncate, warm_start, start, compile)
 
 
 @STRATEGIES.register("forward-hg")
@@ -238,9 +239,10 @@ class RTHO(Strategy):
         delta: int = 10,
         hyper_lr: float = 0.0,
         record_every: int = 5,
-        compile: bool = False,
+        compile: bool | None = None,
     ) -> None:
-        """compile: the engine's compiled path (see the note on `compile` above)."""
+        """compile: the engine's compiled path (True), eager (False), or the suite's choice
+        (None; see the note on `compile` above)."""
         self.delta, self.hyper_lr, self.record_every = delta, hyper_lr, record_every
         self.compile = compile
 
@@ -342,10 +344,15 @@ class OnlineTruncatedHG(RTHO):
             )
 
     def __init__(
-        self, delta: int = 10, truncate: int = 5, hyper_lr: float = 0.0, record_every: int = 5
+        self,
+        delta: int = 10,
+        truncate: int = 5,
+        hyper_lr: float = 0.0,
+        record_every: int = 5,
+        compile: bool | None = None,
     ) -> None:
         self.check_params({"delta": delta, "truncate": truncate})
-        super().__init__(delta, hyper_lr, record_every)
+        super().__init__(delta, hyper_lr, record_every, compile)
         self.truncate = truncate
 
     def _chunk_flops(self, costs, problem, k: int, length: int, hyper_step: bool) -> int:

@@ -71,10 +71,11 @@ class IFTConjugateGradient(ImplicitHG):
         steps: int = 0,
         warm_start: bool = False,
         start: str = "default",
+        compile: bool | None = None,
     ) -> None:
         """iterations: at most this many Hessian-vector products, fewer once the residual is
         below tol × ‖∇_w E‖."""
-        super().__init__(hyper_lr, steps, 0, warm_start, start)
+        super().__init__(hyper_lr, steps, 0, warm_start, start, compile)
         self.iterations, self.tol = iterations, tol
 
     def solver_options(self) -> dict:
@@ -124,10 +125,11 @@ class IFTNeumann(ImplicitHG):
         steps: int = 0,
         warm_start: bool = False,
         start: str = "default",
+        compile: bool | None = None,
     ) -> None:
         """iterations: K, the series' products; form: "fixed-point" or "hessian" (needs alpha)."""
         self.check_params({"form": form, "alpha": alpha})
-        super().__init__(hyper_lr, steps, 0, warm_start, start)
+        super().__init__(hyper_lr, steps, 0, warm_start, start, compile)
         self.iterations, self.form, self.alpha = iterations, form, alpha
         self.method = FORMS[form]
 
