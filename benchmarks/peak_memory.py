@@ -31,6 +31,7 @@ import ctypes
 import ctypes.util
 import gc
 import json
+import os
 import re
 import resource
 import sys
@@ -114,13 +115,16 @@ def measure_cuda(run, device: str) -> dict[str, float | str | None]:
     }
 
 
+NO_PIN_ENV = "HOBENCH_BENCH_NO_PIN"  # "1": glibc's own dynamic mmap threshold, as users run
+
+
 def main(case: str) -> None:
-    pin_mmap_threshold()
+    pinned = os.environ.get(NO_PIN_ENV) != "1" and pin_mmap_threshold()
     data = make_data()
     build(case, data, steps=1)()
     run = build(case, data)
     measured = measure_cuda(run, DEVICE) if is_cuda(DEVICE) else measure(run)
-    print(json.dumps({"case": case, "device": DEVICE, **measured}))
+    print(json.dumps({"case": case, "device": DEVICE, "pinned": pinned, **measured}))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hobench.harness import compile_cache
 from hobench.hypergrad.compiled import ENV as COMPILE_ENV
 from tests.conftest import ROOT
@@ -60,15 +62,20 @@ def test_a_second_process_loads_the_compiled_code_instead_of_compiling(tmp_path)
     # The runner compiled the pair once, before the cells, and marked it warm on this machine.
     assert "compiled 1 task x strategy pair(s)" in first.stderr
     assert any((cache / "compile").rglob("*.py"))  # inductor's generated code, in our cache
+    assert any((cache / "compile").rglob("packages/step-*.bin"))  # a whole compiled function
     second = run(suite, tmp_path / "second", cache)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "pair(s)" not in second.stderr  # already warm: nothing compiled before the cells
-    for record in records(tmp_path / "first") + records(tmp_path / "second"):
+    warmed = [r for r in records(tmp_path / "first") if r["seed"] == 0]
+    for record in warmed + records(tmp_path / "second"):
         resources = record["resources"]
         assert record["status"] == "ok" and record["compile"] is True
         assert resources["compile_fallback"] is None
-        # Every cell, of either run, loaded its graphs from the cache and generated none.
-        assert resources["compile_cache_hits"] >= 2 and resources["compile_cache_misses"] == 0
+        # Each of its compiled functions (step, pullback) was loaded: whole from a package, or
+        # from inductor's cache after tracing; none was generated in the cell.
+        loaded = resources["compile_packages_loaded"] + resources["compile_cache_hits"]
+        assert loaded >= 2 and resources["compile_cache_misses"] == 0, resources
+        assert resources["compile_packages_loaded"] >= 1  # the step, at least, untraced
     # Compiled against compiled, a seeded rerun in another process is bit-identical.
     assert [r["final"] for r in records(tmp_path / "first")] == [
         r["final"] for r in records(tmp_path / "second")
@@ -101,3 +108,43 @@ def test_an_unwritable_cache_folder_falls_back_to_a_temporary_one(tmp_path, monk
 def test_the_users_own_inductor_cache_folder_is_kept(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv(compile_cache.INDUCTOR_ENV, str(tmp_path / "mine"))
     assert compile_cache.configure() == (str(tmp_path / "mine"), None)
+
+
+def test_a_package_serves_another_seed_and_a_corrupt_one_is_rebuilt(
+    tmp_path, monkeypatch, compiling
+) -> None:
+    """A step compiled for one seed's ridge problem is loaded whole for another seed's (same
+    code, same shapes, other data) and gives that seed's eager answer; a package that cannot be
+    read is deleted with one warning, compiled again and written again."""
+    import warnings
+
+    import torch
+
+    from hobench.hypergrad import compiled
+    from tests import hypergrad_problems as problems
+
+    monkeypatch.setenv(compiled.PACKAGES_ENV, str(tmp_path))
+
+    def step(seed: int):
+        problem, _ = problems.ridge(seed)
+        with torch.no_grad():
+            out = compiled.compiled(problem.dynamics, "step")(problem.s0, problem.hp, None)
+            eager = problem.dynamics.step(problem.s0, problem.hp, None)
+        torch.testing.assert_close(out, eager, rtol=1e-10, atol=1e-12)
+
+    step(0)
+    if compiled.compile_failure():
+        pytest.skip(f"torch.compile does not work here: {compiled.compile_failure()}")
+    (package,) = tmp_path.glob("step-*.bin")
+    loaded = compiled.packages_loaded()
+    step(1)
+    assert compiled.packages_loaded() == loaded + 1  # seed 1 ran seed 0's package, untraced
+    package.write_bytes(b"not a package")
+    with pytest.warns(RuntimeWarning, match=r"unreadable .*; compiling it again"):
+        step(2)
+    (rebuilt,) = tmp_path.glob("step-*.bin")
+    assert rebuilt.read_bytes() != b"not a package"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        step(3)
+    assert compiled.packages_loaded() == loaded + 2

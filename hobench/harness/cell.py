@@ -22,7 +22,12 @@ from hobench.harness.measure import MemoryMeter, resolve_device, synchronize
 from hobench.harness.recorder import Recorder, summarise
 from hobench.harness.suite import Cell
 from hobench.harness.warmup import compiles
-from hobench.hypergrad.compiled import compile_failure, compile_times, default_path
+from hobench.hypergrad.compiled import (
+    compile_failure,
+    compile_times,
+    default_path,
+    packages_loaded,
+)
 from hobench.registry import STRATEGIES, TASKS
 
 SCHEMA_VERSION = 1
@@ -95,6 +100,7 @@ def run_cell(
     run_start: float | None = None
     memory = MemoryMeter()  # the worker after its imports, before the task
     compiled_before, cache_before = len(compile_times()), compile_cache_counts()
+    loaded_before = packages_loaded()
     setup_start = time.perf_counter()
     try:
         device = resolve_device(cell.device)
@@ -144,7 +150,9 @@ def run_cell(
         # First calls of the engine's compiled functions (compile included; in wall_s): 0 eager.
         "compile_s": sum(seconds for _, seconds in compile_times()[compiled_before:]),
         "compile_fallback": compile_failure(),  # why this cell's compiled path ran eager
-        # Inductor's on-disk cache (hobench.harness.compile_cache): graphs loaded / generated.
+        # Compiled functions loaded whole from the machine's packages, not traced again; and
+        # inductor's on-disk cache (hobench.harness.compile_cache): graphs loaded / generated.
+        "compile_packages_loaded": packages_loaded() - loaded_before,
         **{
             f"compile_cache_{kind}": count - cache_before[kind]
             for kind, count in compile_cache_counts().items()
@@ -209,6 +217,7 @@ def crash_record(
         "setup_s": None,
         "compile_s": None,
         "compile_fallback": None,
+        "compile_packages_loaded": None,
         "compile_cache_hits": None,
         "compile_cache_misses": None,
     }

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from hobench.catalog import cache_dir
+from hobench.hypergrad.compiled import PACKAGES_ENV
 
 INDUCTOR_ENV = "TORCHINDUCTOR_CACHE_DIR"
 PRELOAD_ENV = "HOBENCH_PRELOAD_COMPILER"  # "1": the worker zygote runs `preload()`
@@ -42,6 +43,7 @@ def configure() -> tuple[str, str | None]:
     # Inductor writes its default (/tmp/torchinductor_<user>) there itself once it is used.
     chosen = os.environ.get(INDUCTOR_ENV)
     if chosen and chosen != default_cache_dir():
+        os.environ.setdefault(PACKAGES_ENV, str(Path(chosen) / "hobench-packages"))
         return chosen, None
     folder, warning = compile_cache_dir(), None
     try:
@@ -56,6 +58,7 @@ def configure() -> tuple[str, str | None]:
         )
         folder = Path(fallback)
     os.environ[INDUCTOR_ENV] = str(folder)
+    os.environ[PACKAGES_ENV] = str(folder / "packages")  # whole compiled functions
     return str(folder), warning
 
 

@@ -15,14 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from functools import cache
 from pathlib import Path
 
 import torch
 
-import hobench
 from hobench.harness.suite import Cell
-from hobench.hypergrad.compiled import ENV
+from hobench.hypergrad.compiled import ENV, source_digest
 from hobench.registry import STRATEGIES
 
 
@@ -64,18 +62,7 @@ def _mark(cell: Cell, folder: Path) -> Path:
         "device": cell.device,
         "threads": cell.threads,
         "torch": torch.__version__,
-        "hobench": _source_digest(),
+        "hobench": source_digest(),
     }
     digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
     return folder / "warm" / digest[:32]
-
-
-@cache
-def _source_digest() -> str:
-    """hobench's own source: tasks, strategies and the engine decide what is compiled."""
-    root = Path(hobench.__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()

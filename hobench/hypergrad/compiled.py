@@ -37,11 +37,15 @@ seconds each first call (compile included) took, so timings of later calls exclu
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import operator
 import os
 import time
+import types
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -51,6 +55,10 @@ from torch.utils._pytree import tree_flatten, tree_map
 from hobench.hypergrad.dynamics import Dynamics
 
 ENV = "HOBENCH_COMPILE"
+# A folder where each compiled function is kept whole for later processes (the harness sets it:
+# hobench.harness.compile_cache); unset, a process compiles for itself.
+PACKAGES_ENV = "HOBENCH_COMPILED_PACKAGES"
+MAX_PACKAGES = 16  # per name: beyond, a function whose constants change every time is not kept
 
 # Why compiling was given up in this process (None while it works); set by the first failure.
 _failure: str | None = None
@@ -58,6 +66,8 @@ _failure: str | None = None
 _default = True
 # (name, seconds of the first call, compile included), in the order they were compiled.
 _compile_log: list[tuple[str, float]] = []
+# The functions loaded whole from a package instead of traced (see _Packages), in order.
+_package_log: list[str] = []
 
 
 def use_compiled(compile: bool | None = None) -> bool:
@@ -92,6 +102,11 @@ def default_path(compiled: bool) -> Iterator[None]:
 def compile_failure() -> str | None:
     """The one-line reason compiling was given up in this process, or None."""
     return _failure
+
+
+def packages_loaded() -> int:
+    """How many compiled functions this process loaded from packages (none traced)."""
+    return len(_package_log)
 
 
 def compile_times() -> list[tuple[str, float]]:
@@ -145,7 +160,7 @@ def compiled(dynamics: Dynamics, kind: str) -> Callable:
     # functions, which hold the Dynamics, are freed with it.
     per_dynamics = dynamics.__dict__.setdefault("_compiled", {})
     if kind not in per_dynamics:
-        per_dynamics[kind] = _Compiled(kind, _KINDS[kind](dynamics))
+        per_dynamics[kind] = _Compiled(kind, _KINDS[kind](dynamics), dynamics)
     return per_dynamics[kind]
 
 
@@ -159,38 +174,211 @@ def _signature(args) -> tuple:
 
 class _Compiled:
     """`fn` through torch.compile, with the first call of each signature timed and any failure
-    there turned into one warning and the eager `fn`."""
+    there turned into one warning and the eager `fn`. Where PACKAGES_ENV names a folder, each
+    signature's compiled function is kept there whole (`torch.compile(...).aot_compile`: the
+    traced graph, its guards and inductor's code) and a later process loads it instead of
+    tracing again (see `_Packages`)."""
 
-    def __init__(self, name: str, fn: Callable) -> None:
-        self.name, self.fn = name, fn
+    def __init__(self, name: str, fn: Callable, dynamics: Dynamics) -> None:
+        self.name, self.fn, self.dynamics = name, fn, dynamics
         self.compiled_fn: Callable | None = None
-        self.seen: set[tuple] = set()
+        self.by_signature: dict[tuple, Callable] = {}
 
     def __call__(self, *args):
         if _failure is not None:
             return self.fn(*args)
         key = _signature(args)
-        if key in self.seen:
-            return self.compiled_fn(*args)
+        run = self.by_signature.get(key)
+        if run is not None:
+            return run(*args)
         start = time.perf_counter()
         try:
-            if self.compiled_fn is None:
-                self.compiled_fn = torch.compile(
-                    self.fn,
-                    fullgraph=True,
-                    dynamic=False,
-                    options={"post_grad_custom_post_pass": _rewrite_pass()},
-                )
-            # One compiled graph per Dynamics and signature: more than dynamo's default of 8
-            # recompiles of one function is expected when many Dynamics share a step's code.
-            with torch._dynamo.config.patch(recompile_limit=1024):
-                out = self.compiled_fn(*args)
+            run, out = self._first_call(key, args)
         except Exception as exc:  # any failure to compile means eager
             _give_up(exc)
             return self.fn(*args)
-        self.seen.add(key)
+        self.by_signature[key] = run
         _compile_log.append((self.name, time.perf_counter() - start))
         return out
+
+    def _torch_compiled(self, **options) -> Callable:
+        return torch.compile(
+            self.fn,
+            fullgraph=True,
+            dynamic=False,
+            options={"post_grad_custom_post_pass": _rewrite_pass(), **options},
+        )
+
+    def _package(self, args: tuple):
+        """The whole compiled function for `args`' signature (torch.compile's aot_compile)."""
+        from torch._dynamo.exc import RestartAnalysis
+
+        portable = torch.compiler.keep_portable_guards_unsafe
+        for attempt in range(3):
+            try:
+                return self._torch_compiled(guard_filter_fn=portable).aot_compile((args, {}))
+            except RestartAnalysis:  # dynamo asks to trace again (a float it now specialises)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _first_call(self, key: tuple, args: tuple) -> tuple[Callable, Any]:
+        folder = os.environ.get(PACKAGES_ENV)
+        packages = _Packages(Path(folder), self.name, key, self.dynamics) if folder else None
+        if packages is not None and packages.packageable():
+            try:
+                found = packages.load(args, self.fn)
+                if found is not None:
+                    _package_log.append(self.name)
+                    return found
+                # Only tensor and grad-mode guards travel (identity and global guards cannot,
+                # and some cannot be pickled); constants are in the package's name, and its
+                # first answer is checked against eager in every process (_Packages.load).
+                aot = self._package(args)
+                out = aot(*args)
+                packages.save(aot)
+                return aot, out
+            except Exception as exc:  # torch's packaging is experimental: compile in memory
+                packages.give_up(exc)
+        if self.compiled_fn is None:
+            self.compiled_fn = self._torch_compiled()
+        # One compiled graph per Dynamics and signature: more than dynamo's default of 8
+        # recompiles of one function is expected when many Dynamics share a step's code.
+        with torch._dynamo.config.patch(recompile_limit=1024):
+            return self.compiled_fn, self.compiled_fn(*args)
+
+
+class _Packages:
+    """One function's compiled packages for one signature, in a folder shared by processes.
+
+    The file name holds the function, the signature, the torch build, hobench's source, and the
+    code and closure constants reachable from the Dynamics (`_code_of`). A package keeps only
+    dynamo's tensor and grad-mode guards, so it is used only once its first call agrees with the
+    eager function on the same arguments. Several may share a name (suffixes -0, -1, ..., at
+    most MAX_PACKAGES), for constants the name does not hold; one that cannot be read is deleted
+    with one warning and compiled again.
+    """
+
+    def __init__(self, folder: Path, name: str, key: tuple, dynamics: Dynamics) -> None:
+        what = repr((name, key, torch.__version__, source_digest(), _code_of(dynamics)))
+        self.stem = f"{name}-{hashlib.sha256(what.encode()).hexdigest()[:24]}"
+        self.folder, self.dynamics = folder, dynamics
+
+    def load(self, args: tuple, eager: Callable) -> tuple[Callable, Any] | None:
+        from torch._guards import TracingContext, tracing
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        for path in sorted(self.folder.glob(f"{self.stem}-*.bin")):
+            try:
+                # Unpickling its guards installs some in a tracing context (torch 2.13).
+                with path.open("rb") as file, tracing(TracingContext(FakeTensorMode())):
+                    package = torch.compiler.load_compiled_function(
+                        file, external_data={"dynamics": self.dynamics}
+                    )
+                if not package.guard_check(*args):
+                    continue  # another task's constants
+                out = package(*args)
+            except Exception as exc:
+                _discard(path, f"unreadable ({type(exc).__name__})")
+                continue
+            if _agree(out, eager(*args)):
+                return package, out
+            # Another task's or seed's constants (or a wrong package): kept for them; if none
+            # agrees, a new one is compiled beside it.
+        return None
+
+    def packageable(self) -> bool:
+        """False once a process found this function cannot be packaged (torch 2.13 cannot
+        pickle some guards, e.g. of Reverse-HG's pullback): it is then compiled in memory."""
+        return not (self.folder / f"{self.stem}.unpackageable").exists()
+
+    def give_up(self, exc: Exception) -> None:
+        with contextlib.suppress(OSError):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            line = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+            (self.folder / f"{self.stem}.unpackageable").write_text(line + "\n")
+
+    def save(self, package) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        taken = {p.name for p in self.folder.glob(f"{self.stem}-*.bin")}
+        if len(taken) >= MAX_PACKAGES:
+            return  # constants that change with every seed: compiled in memory from now on
+        index = next(i for i in range(len(taken) + 1) if f"{self.stem}-{i}.bin" not in taken)
+        try:  # written to a temporary file and renamed: a reader sees all of it or nothing
+            package.save_compiled_function(
+                str(self.folder / f"{self.stem}-{index}.bin"),
+                external_data={"dynamics": self.dynamics},
+            )
+        except Exception as exc:  # a full or read-only folder: this process keeps it in memory
+            warnings.warn(
+                f"hobench: compiled {self.name} not kept in {self.folder} "
+                f"({type(exc).__name__}: {str(exc)[:120]})",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+
+def _discard(path: Path, why: str) -> None:
+    warnings.warn(
+        f"hobench: compiled package {path.name} {why}; compiling it again",
+        RuntimeWarning,
+        stacklevel=5,
+    )
+    path.unlink(missing_ok=True)
+
+
+def _agree(out: Any, expected: Any) -> bool:
+    """The package's first answer against the eager one: equal up to rounding (1e-3 of each
+    leaf's scale; compiled code sums in another order, a wrong constant is off by far more)."""
+    got, want = tree_flatten(out)[0], tree_flatten(expected)[0]
+    if len(got) != len(want):
+        return False
+    for a, b in zip(got, want, strict=True):
+        if not isinstance(a, torch.Tensor):
+            if a != b:
+                return False
+            continue
+        scale = max(float(b.abs().max()), float(a.abs().max())) if b.numel() else 0.0
+        if a.shape != b.shape or float((a - b).abs().max() if b.numel() else 0.0) > 1e-3 * scale:
+            return False
+    return True
+
+
+def _code_of(obj: Any, depth: int = 0) -> list[str]:
+    """What a Dynamics computes beyond its arguments: the qualified names and bytecode hashes of
+    the functions reachable through its closures and bound methods, and the numbers and strings
+    in those closures (a learning rate: dynamo bakes it into the graph). A bound method's object
+    (a task, with its seed's numbers) is left out; a constant read from it makes other packages
+    of the same name, told apart by their first answers (_Packages.load)."""
+    if depth > 6:
+        return []
+    if isinstance(obj, bool | int | float | str | None):
+        return [repr(obj)]
+    if isinstance(obj, Dynamics):
+        return [c for f in (obj.init, obj.step, obj.loss) for c in _code_of(f, depth + 1)]
+    if isinstance(obj, types.MethodType):  # a task's loss: its class and code, not its state
+        return [type(obj.__self__).__qualname__] + _code_of(obj.__func__, depth + 1)
+    if isinstance(obj, types.FunctionType):
+        code = obj.__code__
+        out = [obj.__qualname__, hashlib.sha256(code.co_code).hexdigest()[:12]]
+        for cell in obj.__closure__ or ():
+            with contextlib.suppress(ValueError):  # an empty cell
+                out += _code_of(cell.cell_contents, depth + 1)
+        return out
+    if isinstance(obj, list | tuple):
+        return [c for item in obj for c in _code_of(item, depth + 1)]
+    return []
+
+
+@functools.cache
+def source_digest() -> str:
+    """hobench's source: a change anywhere (a task's loss, the engine) may change the graphs."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _give_up(exc: Exception) -> None:
