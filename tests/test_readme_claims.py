@@ -40,7 +40,10 @@ PER_TASK = {
 @pytest.fixture(scope="module")
 def runs():
     frame = load_runs(RESULTS)
-    assert (frame["status"] == "ok").all()
+    failed = frame[frame["status"] != "ok"]
+    assert dict(zip(failed["cell"], failed["error"], strict=True)) == {
+        "auxtarget/rtho/9": "non-finite validation loss"  # docs/results.md: RTHO diverged
+    }
     assert frame.groupby(["task", "strategy"]).size().eq(10).all()  # 10 paired seeds each
     return frame
 
@@ -81,13 +84,15 @@ def test_across_tasks_reverse_hg_ranks_first_and_apart(runs):
 
 
 def test_rtho_no_longer_collapses_on_auxtarget(runs):
-    """With the online step tuned over five seeds, neither RTHO nor RTHO-NT ends near chance
-    (< 50 %) on any seed; RTHO's worst seed is docs/results.md's 57 %, its others at least 92 %."""
+    """With the online step tuned over five seeds, RTHO ends at 92-94 % on the 9 seeds it
+    finishes and diverges on seed 9 (docs/results.md); RTHO-NT ends at 80-89 % on all 10."""
     aux = runs[runs["task"] == "auxtarget"]
-    accuracy = {s: aux.loc[aux["strategy"] == s, "final.test_acc"] for s in ("rtho", "rtho-nt")}
-    assert all((acc >= 0.5).all() for acc in accuracy.values())
-    worst_first = accuracy["rtho"].sort_values().to_numpy()
-    assert round(worst_first[0], 3) == 0.571 and worst_first[1] >= 0.92
+    rtho = aux[aux["strategy"] == "rtho"]
+    finished = rtho.loc[rtho["status"] == "ok", "final.test_acc"]
+    assert len(finished) == 9 and finished.between(0.915, 0.945).all()
+    assert rtho.loc[rtho["status"] != "ok", "seed"].tolist() == [9]
+    rtho_nt = aux.loc[aux["strategy"] == "rtho-nt", "final.test_acc"]
+    assert len(rtho_nt) == 10 and rtho_nt.between(0.795, 0.895).all()
 
 
 def test_auxtargets_online_step_is_the_tuning_runs_lowest_mean():

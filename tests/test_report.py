@@ -37,7 +37,7 @@ from hobench.report import (
 )
 from hobench.report.load import runs_frame
 from hobench.report.plots import median_band, step_values
-from hobench.report.stats import binomial_se, friedman, holm, wilcoxon_p
+from hobench.report.stats import binomial_se, block_ranks, friedman, holm, wilcoxon_p
 from hobench.report.tables import summary_table, tex_escape
 from tests.report_fixture import (
     ACC,
@@ -657,3 +657,27 @@ def test_a_significant_difference_against_the_best_by_mean_can_favour_the_other(
     # Signed ranks: 1..14 for b, 15 for a, so T = 15 and p = 2 * 137 / 2**15 (exact).
     assert tests.loc["b", "p"] == pytest.approx(2 * 137 / 2**15)
     assert tests.loc["b", "better_median"] and not tests.loc["b", "worse"]
+
+
+def test_a_diverged_cell_is_never_the_best_and_ranks_last_in_its_block() -> None:
+    """A strategy's mean over the seeds it survived would reward the divergence: it cannot be a
+    task's best, and its failed cell ranks below every finished one of its block instead of
+    removing the block."""
+    rows = []
+    for seed, (a, b) in enumerate([(0.90, 0.80), (0.91, 0.81), (0.92, None)]):
+        for strategy, acc in (("steady", b), ("diverges", a)):
+            ok = not (strategy == "diverges" and seed == 2)
+            rows.append(
+                {"task": "t", "strategy": strategy, "seed": seed, "cell": f"t/{strategy}/{seed}",
+                 "status": "ok" if ok else "failed", "final.test_acc": acc if ok else 0.1,
+                 "final.regret": math.nan}
+            )  # fmt: skip
+    rows[-2]["final.test_acc"] = 0.82  # steady, seed 2
+    runs = pd.DataFrame(rows)
+    tests = paired_vs_best(runs)
+    assert tests.index[tests["best"]].tolist() == [
+        "steady"
+    ]  # though "diverges" has the higher mean
+    (shared,) = rank_sets(runs)
+    assert len(shared.blocks) == 3 and shared.dropped == 0
+    assert block_ranks(shared.blocks).loc[("t", 2)].to_dict() == {"steady": 1.0, "diverges": 2.0}

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 REPORT = ROOT / "results" / "default" / "report" / "REPORT.md"
 ENGINE = ROOT / "results" / "engine-bench.json"
+COMPILED_CELLS = ROOT / "results" / "compiled-cells.json"  # benchmarks/compiled_cells.py
 DOCS = ROOT / "docs"
 FIGURES = "results/default/report/figures"
 
@@ -52,6 +53,7 @@ PAGES = {
     + ["cost-model"],
     DOCS / "engine.md": ["engine"],
     DOCS / "models.md": ["cnn-task-cnn-wd", "cnn-task-cnn-clean"],
+    DOCS / "suites.md": ["compiled-cells"],
 }
 # The CNN suite's report (suites/cnn.toml), whose task tables docs/models.md shows.
 CNN_REPORT = ROOT / "results" / "cnn" / "report" / "REPORT.md"
@@ -465,7 +467,31 @@ def generated(report: str, summary: dict, cnn_report: str | None = None) -> dict
     bodies["ranks"] = ranks(report)
     bodies["strategies"] = registry_table("strategies")
     bodies["tasks"] = registry_table("tasks")
+    bodies["compiled-cells"] = compiled_cells_table(json.loads(COMPILED_CELLS.read_text()))
     return bodies
+
+
+def compiled_cells_table(summary: dict) -> str:
+    """benchmarks/compiled_cells.py's side-by-side table: each pair's compiled wall over its
+    eager wall (median over alternating rounds, the range beside it) against the 0.6 target."""
+    rows = [
+        "| task/strategy | eager (s) | compiled (s) | compiled / eager | rounds | ≤ 0.6 |",
+        "|:---|---:|---:|---:|---:|:---|",
+    ]
+    for pair in summary["pairs"]:
+        ratios = pair["ratios"]
+        rows.append(
+            f"| {pair['pair']} | {pair['eager_s']:.2f} | {pair['compiled_s']:.2f} | "
+            f"{pair['ratio']:.2f} | {min(ratios):.2f}–{max(ratios):.2f} | "
+            f"{'met' if pair['met'] else '**not met**'} |"
+        )
+    met = sum(pair["met"] for pair in summary["pairs"])
+    return (
+        "\n".join(rows)
+        + f"\n\n{met} of {len(summary['pairs'])} pairs meet the target; all pairs together: "
+        f"{summary['total_ratio']:.2f}× the eager wall ({summary['seeds']} seed(s), "
+        f"{summary['rounds']} rounds, on {summary['machine']}).\n"
+    )
 
 
 def regenerate(text: str, bodies: dict[str, str], path: Path = README) -> tuple[str, list[str]]:

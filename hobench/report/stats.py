@@ -88,8 +88,9 @@ def score_metric(cells: pd.DataFrame) -> tuple[str, bool]:
 
 
 def paired_vs_best(cells: pd.DataFrame) -> pd.DataFrame:
-    """Each strategy of one task against the task's best (by mean over ok seeds): Wilcoxon
-    signed-rank over the seeds both ran, Holm-corrected over the strategies compared.
+    """Each strategy of one task against the task's best (by mean, among the strategies with no
+    failed seed): Wilcoxon signed-rank over the seeds both finished, Holm-corrected over the
+    strategies compared.
 
     Returns one row per strategy: `mean`, `best` (bool), `n_pairs`, `p` (raw), `p_holm`,
     `median_gain` (median over seeds of the strategy's advantage over the best, oriented so
@@ -104,7 +105,12 @@ def paired_vs_best(cells: pd.DataFrame) -> pd.DataFrame:
     if means.dropna().empty:
         columns = ["mean", "best", "n_pairs", "p", "median_gain", "p_holm", "worse"]
         return pd.DataFrame(columns=[*columns, "better_median"])
-    best = str(means.idxmax() if higher else means.idxmin())
+    # The best is a strategy that finished every seed: a mean over the seeds that did not
+    # diverge would reward the divergence.
+    failed = set(map(str, cells.loc[cells["status"] != "ok", "strategy"]))
+    candidates = means[[str(s) not in failed for s in means.index]].dropna()
+    candidates = candidates if not candidates.empty else means
+    best = str(candidates.idxmax() if higher else candidates.idxmin())
     rows = {}
     for strategy in by_seed.columns:
         # Paired by seed: the seeds both ran (differences of 0 against itself for the best).
@@ -167,18 +173,27 @@ def rank_sets(runs: pd.DataFrame) -> list[RankSet]:
             or any(members == s.strategies and over == s.tasks for s in sets)
         ):
             continue
-        sets.append(_rank_set(ok, members, over))
+        sets.append(_rank_set(runs, members, over))
     return sets
 
 
-def _rank_set(ok: pd.DataFrame, strategies: list[str], tasks: list[str]) -> RankSet:
+def _rank_set(runs: pd.DataFrame, strategies: list[str], tasks: list[str]) -> RankSet:
+    """The blocks (task, seed) × strategies of scores, higher better; a failed cell (a
+    diverged search) scores below every finished one of its block, last, rather than dropping
+    the block (which would rank the strategy on the seeds it survived)."""
     frames = []
     for task in tasks:
-        cells = ok[(ok["task"] == task) & ok["strategy"].isin(strategies)]
-        metric, higher = score_metric(cells)
-        scores = cells.pivot_table(index="seed", columns="strategy", values=metric, aggfunc="first")
-        scores = scores.reindex(columns=strategies)
-        frames.append((scores if higher else -scores).assign(task=task))
+        cells = runs[(runs["task"] == task) & runs["strategy"].isin(strategies)]
+        metric, higher = score_metric(cells[cells["status"] == "ok"])
+        value = cells[metric].where(cells["status"] == "ok", -math.inf if higher else math.inf)
+        scores = cells.assign(score=value).pivot_table(
+            index="seed", columns="strategy", values="score", aggfunc="first"
+        )
+        scores = (scores if higher else -scores).reindex(columns=strategies)
+        # Below every finished score of its block (a finite value: autorank tests the values).
+        floor = scores[np.isfinite(scores)].min(axis=1)
+        scores = scores.mask(np.isneginf(scores), floor - floor.abs() - 1.0, axis=0)
+        frames.append(scores.assign(task=task))
     table = pd.concat(frames).reset_index().set_index(["task", "seed"])[strategies]
     complete = table.dropna()
     return RankSet(strategies, tasks, complete, dropped=len(table) - len(complete))
