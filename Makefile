@@ -10,7 +10,8 @@
 #                       results/default (accuracy is bit-identical on the same torch build; time
 #                       and memory are gated only on the same build). The report's engine table
 #                       is this machine's last `make bench-engine`, else the committed one: run
-#                       `make bench-engine bench` for both measured here.
+#                       `make bench-engine bench` for both measured here. Last, its own time
+#                       against its 10-minute target (tools/bench_clock.py).
 #                       Both append a summary to results/local/history.jsonl (HISTORY=...):
 #                       `hobench history FILE --plot out.png` shows each metric over commits.
 #   make bench-engine   engine benchmarks: timings (saved under .benchmarks/ by T), peak
@@ -25,7 +26,9 @@
 #                       No --benchmark-only: it would skip the correctness and memory tests.
 #                       Then the module cases (benchmarks/module_engine.py: a ResNet with
 #                       BatchNorm against the ordinary loop and torchopt; MODULE_BENCH_T=100),
-#                       summary in results/local/engine-module.json
+#                       summary in results/local/engine-module.json; then the default suite's
+#                       gradient cells eager against compiled, side by side (benchmarks/
+#                       compiled_cells.py; results/local/compiled-cells.json)
 #   make bench-compare  engine benchmarks compared with the latest saved run of the same T; fails
 #                       when a median is more than 25 % slower. The first run, with nothing
 #                       saved, saves the baseline instead (every `make bench-engine` saves too).
