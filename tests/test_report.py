@@ -681,3 +681,22 @@ def test_a_diverged_cell_is_never_the_best_and_ranks_last_in_its_block() -> None
     (shared,) = rank_sets(runs)
     assert len(shared.blocks) == 3 and shared.dropped == 0
     assert block_ranks(shared.blocks).loc[("t", 2)].to_dict() == {"steady": 1.0, "diverges": 2.0}
+
+
+def test_the_header_says_how_many_cells_ran_compiled_and_what_compiling_cost() -> None:
+    from hobench.report.build import manifest_summary
+
+    records = make_records()
+    for record in records:
+        record["compile"] = record["strategy"] == "reverse-hg"
+        record["resources"]["compile_s"] = 1.5 if record["compile"] else 0.0
+        record["manifest"] = {**record["manifest"], "started_at": "t0", "compile_warmup_s": 9.0}
+    runs = runs_frame(records)
+    compiled = sum(r["compile"] for r in records)
+    assert manifest_summary(runs)[-1] == (
+        f"compiled path: {compiled} of {len(records)} cells; compiling before the cells 9.0 s, "
+        f"loading compiled code in the cells {1.5 * compiled:.1f} s in all"
+    )
+    for record in records:
+        record["compile"] = False
+    assert not manifest_summary(runs_frame(records))[-1].startswith("compiled path")

@@ -77,6 +77,21 @@ def manifest_summary(runs: pd.DataFrame) -> list[str]:
         f"threads: {field('threads')}",
         f"calibration_s: {field('calibration_s')}",
         f"date: {date}",
+    ] + _compiled_summary(runs, manifests)
+
+
+def _compiled_summary(runs: pd.DataFrame, manifests: list[dict]) -> list[str]:
+    """How many cells ran the compiled path, and what compiling cost the run(s) before the
+    cells (off every cell's clock) and the cells themselves (inside their wall-clock)."""
+    compiled = runs["compiled"] if "compiled" in runs else pd.Series(False, index=runs.index)
+    if not compiled.any():
+        return []
+    warmups = {m.get("started_at"): m.get("compile_warmup_s") for m in manifests}
+    warmup = sum(v for v in warmups.values() if isinstance(v, int | float))
+    in_cells = pd.to_numeric(runs.loc[compiled, "resources.compile_s"], errors="coerce").sum()
+    return [
+        f"compiled path: {int(compiled.sum())} of {len(runs)} cells; compiling before the "
+        f"cells {warmup:.1f} s, loading compiled code in the cells {in_cells:.1f} s in all"
     ]
 
 
