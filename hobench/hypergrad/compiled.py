@@ -41,6 +41,7 @@ import functools
 import hashlib
 import operator
 import os
+import random
 import time
 import types
 import warnings
@@ -158,10 +159,20 @@ def compiled(dynamics: Dynamics, kind: str) -> Callable:
     """The compiled `kind` ("step", "pullback" or "tangent_step") of `dynamics`, cached."""
     # Kept on the Dynamics itself (a frozen dataclass, hence through __dict__), so the compiled
     # functions, which hold the Dynamics, are freed with it.
-    per_dynamics = dynamics.__dict__.setdefault("_compiled", {})
+    per_dynamics = dynamics.__dict__.setdefault("_compiled", _PerDynamics())
     if kind not in per_dynamics:
         per_dynamics[kind] = _Compiled(kind, _KINDS[kind](dynamics), dynamics)
     return per_dynamics[kind]
+
+
+class _PerDynamics(dict):
+    """A Dynamics' compiled functions, pickled empty. Packaging a function pickles the Dynamics
+    it closes over (its guards' values), and a function compiled before it, kept here, holds
+    guard managers that cannot be pickled: Reverse-HG's pullback, packaged after its step,
+    failed so on torch 2.13 (TypeError: cannot pickle 'RootGuardManager')."""
+
+    def __reduce__(self):
+        return (_PerDynamics, ())
 
 
 def _signature(args) -> tuple:
@@ -193,7 +204,8 @@ class _Compiled:
             return run(*args)
         start = time.perf_counter()
         try:
-            run, out = self._first_call(key, args)
+            with _own_random_state():
+                run, out = self._first_call(key, args)
         except Exception as exc:  # any failure to compile means eager
             _give_up(exc)
             return self.fn(*args)
@@ -248,6 +260,21 @@ class _Compiled:
             return self.compiled_fn, self.compiled_fn(*args)
 
 
+@contextlib.contextmanager
+def _own_random_state() -> Iterator[None]:
+    """Python's `random` unseeded while compiling, and given back to the cell as it was. Where
+    AOTAutograd cannot key a graph (vmap, jvp), torch 2.13's aot_compile keys it by
+    `random.random()`: under a cell's seed every such function got the same key, and auxtarget's
+    tangent step was served ridge's, whose package then failed ("too many values to unpack").
+    Given back, the cell's random numbers do not depend on whether it compiled or loaded."""
+    state = random.getstate()
+    random.seed()
+    try:
+        yield
+    finally:
+        random.setstate(state)
+
+
 class _Packages:
     """One function's compiled packages for one signature, in a folder shared by processes.
 
@@ -262,7 +289,7 @@ class _Packages:
     def __init__(self, folder: Path, name: str, key: tuple, dynamics: Dynamics) -> None:
         what = repr((name, key, torch.__version__, source_digest(), _code_of(dynamics)))
         self.stem = f"{name}-{hashlib.sha256(what.encode()).hexdigest()[:24]}"
-        self.folder, self.dynamics = folder, dynamics
+        self.folder, self.name, self.dynamics = folder, name, dynamics
 
     def load(self, args: tuple, eager: Callable) -> tuple[Callable, Any] | None:
         from torch._guards import TracingContext, tracing
