@@ -211,6 +211,20 @@ class ToyFullDisk(_Toy):
         raise OSError(errno.ENOSPC, "No space left on device", "scratch.json")
 
 
+@STRATEGIES.register("toy-nice")
+class ToyNice(_Toy):
+    """Evaluates one point, then fails unless its process runs at `niceness` (the runner's)."""
+
+    def __init__(self, niceness: int = 0) -> None:
+        self.niceness = niceness
+
+    def run(self, task, budget, rng, recorder) -> None:
+        self.evaluate(task, {"x": 0.5}, budget, recorder)
+        if os.nice(0) != self.niceness:
+            raise RuntimeError(f"the cell ran at niceness {os.nice(0)}, not {self.niceness}")
+        recorder.finish(**task.finalize_config({"x": 0.5}))
+
+
 @STRATEGIES.register("toy-hold")
 class ToyHold(_Toy):
     """Evaluates one point, writes `<folder>/started`, then waits while `<folder>/hold` exists:

@@ -36,35 +36,66 @@ def toy_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, value)
 
 
-def test_a_ray_run_records_what_a_local_run_records(tmp_path: Path) -> None:
-    # Two cells, one wave on CI's two cores: each Ray worker is a fresh process that imports
-    # torch, so every extra wave costs seconds.
-    suite = load_suite(write_suite(tmp_path, strategy("toy-random") + strategy("toy-kill")))
-    local = run_suite(suite, tmp_path / "local", jobs=2, quiet=True)
-    on_ray = run_suite(suite, tmp_path / "ray", jobs=2, quiet=True, executor="ray")
-    assert on_ray.ok == local.ok == ["q/toy-random/0"]
-    records = {r["cell"]: r for r in ResultsStore(tmp_path / "ray").load()}
-    assert len(records) == 2  # written by the driver through the same store
-    assert records["q/toy-kill/0"]["error"].startswith("WorkerCrash: Ray worker died")
-    local_records = {r["cell"]: r for r in ResultsStore(tmp_path / "local").load()}
-    assert by_cell([records["q/toy-random/0"]]) == by_cell([local_records["q/toy-random/0"]])
-    again = run_suite(suite, tmp_path / "ray", jobs=2, quiet=True, executor="ray")
-    assert again.ran == 0 and again.skipped == 2  # resume: a crash is a result, kept
+@pytest.fixture(scope="class")
+def local_ray() -> str:
+    """One local Ray instance shared by a class's tests (starting one costs seconds, more under
+    load): this process's runs find it initialised and use it, a CLI run joins it by address.
+    Its workers get the toys' settings, as a run that starts Ray passes its own."""
+    import ray
+
+    env = {k: v for k, v in os.environ.items() if k.startswith("HOBENCH_")}
+    env.update(harness_toys.plugin_env())
+    ray.init(
+        address="local",  # a new instance, never a cluster another process started here
+        num_cpus=2,
+        runtime_env={"env_vars": env},
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level="WARNING",
+    )
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
 
 
-def test_smoke_cells_on_ray_give_the_local_runs_results(smoke_results: Path, tmp_path: Path):
-    """The smoke suite through `hobench run --executor ray`, as a user runs it, equals the local
-    run's records to the last bit. Two of its cells (Reverse-HG on ridge, both seeds): every Ray
-    worker is a fresh process importing torch, and 8 cells took 7 minutes on 2 cores at load 15."""
-    out = tmp_path / "ray"
-    args = ("suites/smoke.toml", "--executor", "ray", "--jobs", "2", "--only", "ridge/reverse-hg")
-    done = hobench("run", *args, "--quiet", "--results-dir", str(out))
-    assert done.returncode == 0, done.stderr[-2000:]
-    on_ray = {r["cell"]: r for r in ResultsStore(out).load()}
-    local = {r["cell"]: r for r in ResultsStore(smoke_results).load() if r["cell"] in on_ray}
-    assert sorted(on_ray) == sorted(local) and len(on_ray) == 2
-    assert all(r["status"] == "ok" for r in on_ray.values())
-    assert by_cell(list(on_ray.values())) == by_cell(list(local.values()))
+class TestOnOneLocalRay:
+    def test_a_ray_run_records_what_a_local_run_records(
+        self, tmp_path: Path, local_ray: str
+    ) -> None:
+        # Two cells, one wave on CI's two cores: each Ray worker is a fresh process that imports
+        # torch, so every extra wave costs seconds. toy-nice fails unless the cell runs at this
+        # process's niceness (Ray's default for workers is 15: starved on a loaded machine).
+        nice = strategy("toy-nice", niceness=os.nice(0))
+        suite = load_suite(write_suite(tmp_path, nice + strategy("toy-kill")))
+        local = run_suite(suite, tmp_path / "local", jobs=2, quiet=True)
+        on_ray = run_suite(suite, tmp_path / "ray", jobs=2, quiet=True, executor="ray")
+        records = {r["cell"]: r for r in ResultsStore(tmp_path / "ray").load()}
+        assert on_ray.ok == local.ok == ["q/toy-nice/0"], records["q/toy-nice/0"]["error"]
+        assert len(records) == 2  # written by the driver through the same store
+        assert records["q/toy-kill/0"]["error"].startswith("WorkerCrash: Ray worker died")
+        local_records = {r["cell"]: r for r in ResultsStore(tmp_path / "local").load()}
+        assert by_cell([records["q/toy-nice/0"]]) == by_cell([local_records["q/toy-nice/0"]])
+        again = run_suite(suite, tmp_path / "ray", jobs=2, quiet=True, executor="ray")
+        assert again.ran == 0 and again.skipped == 2  # resume: a crash is a result, kept
+
+    def test_smoke_cells_on_ray_give_the_local_runs_results(
+        self, smoke_results: Path, tmp_path: Path, local_ray: str
+    ) -> None:
+        """The smoke suite through `hobench run --executor ray --address`, as a user runs it on
+        a cluster, equals the local run's records to the last bit. Two of its cells (Reverse-HG
+        on ridge, both seeds): every Ray worker is a fresh process importing torch, and 8 cells
+        took 7 minutes on 2 cores at load 15."""
+        out = tmp_path / "ray"
+        only = ("--only", "ridge/reverse-hg")
+        args = ("suites/smoke.toml", "--executor", "ray", "--address", local_ray, "--jobs", "2")
+        done = hobench("run", *args, *only, "--quiet", "--results-dir", str(out))
+        assert done.returncode == 0, done.stderr[-2000:]
+        on_ray = {r["cell"]: r for r in ResultsStore(out).load()}
+        local = {r["cell"]: r for r in ResultsStore(smoke_results).load() if r["cell"] in on_ray}
+        assert sorted(on_ray) == sorted(local) and len(on_ray) == 2
+        assert all(r["status"] == "ok" for r in on_ray.values())
+        assert by_cell(list(on_ray.values())) == by_cell(list(local.values()))
 
 
 def test_a_node_lost_mid_run_fails_its_cell_and_a_resume_reruns_it(tmp_path: Path) -> None:
