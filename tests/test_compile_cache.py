@@ -14,6 +14,7 @@ import pytest
 
 from hobench.harness import compile_cache
 from hobench.hypergrad.compiled import ENV as COMPILE_ENV
+from hobench.hypergrad.compiled import PACKAGES_ENV
 from tests.conftest import ROOT
 
 SUITE = """
@@ -102,6 +103,7 @@ def test_an_unwritable_cache_folder_falls_back_to_a_temporary_one(tmp_path, monk
     blocker.write_text("a file where the cache folder would be")
     monkeypatch.setenv("HOBENCH_CACHE_DIR", str(blocker))
     monkeypatch.delenv(compile_cache.INDUCTOR_ENV, raising=False)
+    monkeypatch.delenv(PACKAGES_ENV, raising=False)  # configure() sets both: restored after
     folder, warning = compile_cache.configure()
     assert warning is not None and "\n" not in warning
     assert str(blocker) in warning and "for this run only" in warning
@@ -110,6 +112,7 @@ def test_an_unwritable_cache_folder_falls_back_to_a_temporary_one(tmp_path, monk
 
 def test_the_users_own_inductor_cache_folder_is_kept(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv(compile_cache.INDUCTOR_ENV, str(tmp_path / "mine"))
+    monkeypatch.delenv(PACKAGES_ENV, raising=False)  # configure() sets it: restored after
     assert compile_cache.configure() == (str(tmp_path / "mine"), None)
 
 

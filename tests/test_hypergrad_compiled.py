@@ -110,6 +110,7 @@ def test_a_failed_compile_warns_once_and_runs_eager(monkeypatch):
     the eager path gives the eager numbers, now and in every later call."""
     monkeypatch.setattr(compiled, "_failure", None)  # restored after the test
     monkeypatch.delenv(compiled.ENV, raising=False)
+    monkeypatch.delenv(compiled.PACKAGES_ENV, raising=False)  # no package to load instead
 
     def broken(fn, **kwargs):
         def call(*args):
