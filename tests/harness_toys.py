@@ -8,6 +8,7 @@ give equal numbers.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import signal
 import time
@@ -222,6 +223,18 @@ class ToyNice(_Toy):
         self.evaluate(task, {"x": 0.5}, budget, recorder)
         if os.nice(0) != self.niceness:
             raise RuntimeError(f"the cell ran at niceness {os.nice(0)}, not {self.niceness}")
+        recorder.finish(**task.finalize_config({"x": 0.5}))
+
+
+@STRATEGIES.register("toy-frozen")
+class ToyFrozen(_Toy):
+    """Evaluates one point, then fails unless what its process imported before the cell is
+    frozen out of the garbage collector's sight (the zygote's gc.freeze)."""
+
+    def run(self, task, budget, rng, recorder) -> None:
+        self.evaluate(task, {"x": 0.5}, budget, recorder)
+        if gc.get_freeze_count() < 100_000:  # torch alone is ~300 000 objects
+            raise RuntimeError(f"only {gc.get_freeze_count()} objects frozen in the cell")
         recorder.finish(**task.finalize_config({"x": 0.5}))
 
 

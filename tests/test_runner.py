@@ -206,17 +206,40 @@ def test_a_cell_forked_from_the_zygote_equals_one_started_from_scratch(
 ) -> None:
     """CPU cells fork from a process that imported torch once; CUDA cells start from scratch
     (spawn). Both must give the same record, here on CPU."""
-    from hobench.harness import worker
+    from hobench.harness import zygote
 
     suite = load_suite(write_suite(tmp_path, strategy("toy-random")))
     forked = run_suite(suite, tmp_path / "forked", quiet=True)
     monkeypatch.setattr(
-        worker, "context", lambda device: worker.multiprocessing.get_context("spawn")
+        zygote, "context", lambda device: zygote.multiprocessing.get_context("spawn")
     )
     spawned = run_suite(suite, tmp_path / "spawned", quiet=True)
     assert forked.ok == spawned.ok == ["q/toy-random/0"]
     assert by_cell(forked.records) == by_cell(spawned.records)
-    assert worker.context("cuda").get_start_method() == "spawn"
+    assert zygote.context("cuda").get_start_method() == "spawn"
+
+
+def test_the_runner_leaves_the_worker_module_to_the_zygote(tmp_path: Path) -> None:
+    """The worker module imports torch's compiler stack (2-5 s): the zygote imports it for the
+    cells and freezes its heap, so a cell's full collections skip it (toy-frozen); the runner
+    never imports it."""
+    suite = write_suite(tmp_path, strategy("toy-frozen"))
+    script = (
+        "import sys; from hobench.harness.runner import run_suite; "
+        "from hobench.harness.suite import load_suite; "
+        f"done = run_suite(load_suite({str(suite)!r}), {str(tmp_path / 'out')!r}, quiet=True); "
+        "print(done.ok, done.failed, 'hobench.harness.worker' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=harness_toys.subprocess_env(),
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = ResultsStore(tmp_path / "out").load()
+    assert done.stdout.split() == ["['q/toy-frozen/0']", "[]", "False"], records[0]["error"]
 
 
 def test_workers_see_the_runners_working_directory_of_now(

@@ -12,7 +12,6 @@ import contextlib
 import errno
 import io
 import json
-import multiprocessing.forkserver
 import os
 import shutil
 import signal
@@ -28,7 +27,7 @@ from typing import Any, TextIO
 import torch
 from tqdm import tqdm
 
-from hobench.harness import compile_cache
+from hobench.harness import compile_cache, zygote
 from hobench.harness.budget import LIMITS
 from hobench.harness.cell import crash_record, jsonable
 from hobench.harness.failures import EXIT_STORAGE, StorageFull
@@ -247,15 +246,10 @@ class _Pool:
     ) -> None:
         self.suite_name, self.manifest, self.data_dir = suite_name, manifest, data_dir
         self.threads, self.gpu_slots, self.workdir = threads, gpu_slots, workdir
-        # Imported here: the worker module imports what the zygote preloads (torch._dynamo, …).
-        from hobench.harness import worker
-
-        self.context, self.target = worker.context(device), worker.run_job
-        method = self.context.get_start_method()
-        self.spawns = method == "spawn"
-        if method == "forkserver":
-            with _sigint_ignored():  # started now, the server inherits Ctrl-C ignored
-                multiprocessing.forkserver.ensure_running()
+        self.context, self.target = zygote.context(device), zygote.run_job
+        self.spawns = self.context.get_start_method() == "spawn"
+        with _sigint_ignored():  # started now, the zygote inherits Ctrl-C ignored
+            zygote.start(self.context)  # in the background: its imports overlap the runner's
         self.running: list[_Worker] = []
         self.launched = 0
 
@@ -464,56 +458,49 @@ def _run_locked(
     _check_not_stale([c for c in cells if c.key not in rerun], records, store.path)
     done = {record["cell"] for record in records} - rerun
     todo = [cell for cell in cells if cell.key not in done]
-    check_budgets(todo, data_dir)  # before anything is removed or run; loads the data once
-    store.remove(rerun)
-    if Path(suite.path).is_file():
-        store.keep_suite(suite.path)
     summary = RunSummary(suite.name, store.path, len(cells), len(cells) - len(todo))
     progress = Progress(len(todo), quiet)
-    progress.say(
+    headline = (
         f"hobench: suite {suite.name}: {len(cells)} cells, {summary.skipped} already done, "
         f"{len(todo)} to run (jobs={jobs}, device={resolved}) -> {store.path}"
     )
     if not todo:
+        _keep_suite(store, suite)
+        progress.say(headline)
         summary.wall_s = time.perf_counter() - started
         return summary
 
     # Threads are the suite's, not --jobs': a float sum splits differently over 1 and 2
     # threads, so pinning them is what makes a seeded cost-budget run bit-identical.
     threads = suite.threads
+    notes = []
     if jobs * threads > _cores() and executor[0] == "local":
-        progress.say(
+        notes.append(
             f"hobench: note: {jobs} jobs x {threads} thread(s) > {_cores()} cores; "
             "cells will share cores (results are unaffected, times are slower)"
         )
-    manifest = make_manifest(resolved, threads)
-    compile_folder = None
-    if executor[0] == "local" and any(compiles(cell) for cell in todo):
-        compile_folder, warning = compile_cache.configure()  # before inductor picks its own
-        if warning:
-            progress.say(f"hobench: warning: {warning}", always=True)
-        problem = compile_cache.compiler_problem()
-        if problem:
-            progress.say(
-                f"hobench: cannot compile here ({problem}); every cell runs eager "
-                "(install a C++ compiler, e.g. g++, to compile; compile = false says so)",
-                always=True,
-            )
-            os.environ[COMPILE_ENV] = "0"  # this run's cells and their records: eager
-            compile_folder = None
-        else:
-            os.environ[compile_cache.PRELOAD_ENV] = "1"  # the zygote starts the compiler once
+    manifest = make_manifest(resolved, threads)  # calibrates now, before the zygote starts
+    compile_folder, compile_notes = _compile_setup(todo, executor[0])
     # A CI cancel (SIGTERM) stops as cleanly as Ctrl-C; signals can only be set in the main thread.
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread:
         previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     with _workdir(store) as workdir:
-        if executor[0] == "ray":
-            pool = RayPool(suite.name, manifest, data_dir, threads, resolved, executor[1])
-        else:
+        pool: _Pool | RayPool | None = None
+        if executor[0] == "local":  # the zygote starts: its imports overlap the checks below
             gpu_slots = _gpu_slots(resolved, jobs)
             pool = _Pool(suite.name, manifest, data_dir, threads, gpu_slots, workdir, resolved)
         try:
+            check_budgets(todo, data_dir)  # before anything is removed or run; loads the data
+            if pool is None:  # a Ray cluster is joined only once the cells are known to fit
+                pool = RayPool(suite.name, manifest, data_dir, threads, resolved, executor[1])
+            store.remove(rerun)
+            _keep_suite(store, suite)
+            progress.say(headline)
+            for note in notes:
+                progress.say(note)
+            for note in compile_notes:
+                progress.say(note, always=True)
             if compile_folder:
                 _warm(pool, todo, jobs, Path(compile_folder), progress, summary)
                 manifest["compile_warmup_s"] = summary.compile_s  # the records' provenance
@@ -528,13 +515,39 @@ def _run_locked(
             # Whatever ended the run, no worker outlives it; a second Ctrl-C must not skip this.
             previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
             try:
-                pool.stop()
+                if pool is not None:
+                    pool.stop()
             finally:
                 if main_thread:
                     signal.signal(signal.SIGINT, previous_int)
                     signal.signal(signal.SIGTERM, previous_term)
     summary.wall_s = time.perf_counter() - started
     return summary
+
+
+def _keep_suite(store: ResultsStore, suite: Suite) -> None:
+    if Path(suite.path).is_file():
+        store.keep_suite(suite.path)
+
+
+def _compile_setup(todo: list[Cell], executor: str) -> tuple[str | None, list[str]]:
+    """The compile cache's folder for a local run whose cells compile (None: none compile, or
+    they cannot here and run eager), and the lines to say about it. Sets the environment the
+    zygote starts with, so it must run before the zygote does."""
+    if executor != "local" or not any(compiles(cell) for cell in todo):
+        return None, []
+    folder, warning = compile_cache.configure()  # before inductor picks its own
+    notes = [f"hobench: warning: {warning}"] if warning else []
+    problem = compile_cache.compiler_problem()
+    if problem:
+        notes.append(
+            f"hobench: cannot compile here ({problem}); every cell runs eager "
+            "(install a C++ compiler, e.g. g++, to compile; compile = false says so)"
+        )
+        os.environ[COMPILE_ENV] = "0"  # this run's cells and their records: eager
+        return None, notes
+    os.environ[compile_cache.PRELOAD_ENV] = "1"  # the zygote starts the compiler once
+    return folder, notes
 
 
 @contextlib.contextmanager
