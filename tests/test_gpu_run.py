@@ -81,7 +81,10 @@ def test_gpu_run_on_cpu_in_a_clean_environment(tmp_path):
     venv, out = tmp_path / "venv", tmp_path / "out"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)  # pip: the image has it
     python = venv / "bin" / "python"
-    install = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]
+    # --no-compile: byte-compiling torch's and the image's thousands of modules at install
+    # took half this test (25 of 50 s); the script itself installs the pack so too.
+    pip = [sys.executable, "-m", "pip", "--python", str(python)]
+    install = [*pip, "install", "-q", "--no-compile"]
     image_wheels = ["--no-index", "--no-deps", *map(str, image.glob("*.whl"))]
     for extra in (["--only-binary=:all:", f"torch=={TORCH}"], image_wheels):
         done = subprocess.run(install + extra, capture_output=True, text=True, timeout=900)
