@@ -17,6 +17,7 @@ from hobench.harness.suite import load_suite
 from tests import harness_toys
 from tests.conftest import hobench
 from tests.test_runner import (
+    SAFETY_S,
     by_cell,
     group_gone,
     hobench_process,
@@ -114,7 +115,7 @@ def test_a_node_lost_mid_run_fails_its_cell_and_a_resume_reruns_it(tmp_path: Pat
         node = cluster.add_node(num_cpus=1)
 
         def lose_the_node():
-            wait_for(lambda: (tmp_path / "started").exists(), timeout=120)
+            wait_for(lambda: (tmp_path / "started").exists())
             cluster.remove_node(node, allow_graceful=False)
 
         killer = threading.Thread(target=lose_the_node)
@@ -143,14 +144,14 @@ def test_ctrl_c_under_ray_stops_the_run_and_keeps_finished_cells(
     path = write_suite(tmp_path, strategy("toy-random") + held)
     runs = tmp_path / "results" / "runs.jsonl"
     process = hobench_process(path, runs.parent, "--executor", "ray", "--jobs", "2")
-    wait_for(lambda: (tmp_path / "started").exists() and line_count(runs) >= 1, timeout=180)
+    wait_for(lambda: (tmp_path / "started").exists() and line_count(runs) >= 1)
     os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=SAFETY_S)
     assert process.returncode == 130, stderr
     assert "rerun the same command to resume" in stderr
     assert "Traceback" not in stderr
     assert [r["cell"] for r in strict_lines(runs)] == ["q/toy-random/0"]  # the held one: not run
-    wait_for(lambda: group_gone(process.pid), timeout=30)
+    wait_for(lambda: group_gone(process.pid))
 
 
 def test_a_cell_whose_worker_was_lost_is_rerun_by_a_plain_resume(tmp_path: Path) -> None:

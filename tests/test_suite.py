@@ -328,7 +328,7 @@ def test_cli_reports_bad_suite_in_one_line(tmp_path: Path, case: str) -> None:
         capture_output=True,
         text=True,
         env=harness_toys.subprocess_env(),
-        timeout=60,
+        timeout=600,  # a net only: CI machines run at load 6-10
     )
     assert result.returncode == 2
     lines = result.stderr.splitlines()
