@@ -515,3 +515,49 @@ def test_cells_too_short_to_time_are_not_timed(tmp_path: Path) -> None:
     assert any("under 1 s on both sides" in note for note in noisy.notes)
     slow = compare(baseline, write_runs(tmp_path / "d", walls(1.5)))
     assert len(slow.regressions) == 6 and all(": time ×15.00" in r for r in slow.regressions)
+
+
+def _with_cpu(records: list[dict], wall_scale: float, cpu_scale: float) -> list[dict]:
+    """The records with their cells' CPU seconds: `cpu_scale` × the quiet wall (a cell that
+    had a core to itself spends its wall on the CPU), and their wall × `wall_scale`."""
+    for record in records:
+        resources = record["resources"]
+        resources["cpu_s"] = resources["wall_s"] * cpu_scale
+        resources["wall_s"] *= wall_scale
+    return records
+
+
+@pytest.mark.parametrize("loaded", ["current", "baseline"])
+def test_cells_that_waited_for_a_cpu_are_not_timed_though_the_calibrations_agree(
+    tmp_path: Path, capsys, loaded: str
+) -> None:
+    """make test at load 8: the cells ran ×3-4.8 slower while the calibrations, measured when
+    the load was lighter, agreed within ×1.22, and the gate failed 13 rows on time. The cells'
+    own CPU seconds show the wait: time is not compared there, and the gate passes."""
+    quiet = write_runs(tmp_path / "quiet", _with_cpu(make_records(), 1.0, 1.0))
+    busy = write_runs(tmp_path / "busy", _with_cpu(make_records(), 4.0, 1.0))
+    base, cur = (quiet, busy) if loaded == "current" else (busy, quiet)
+    result = compare(base, cur)
+    assert result.regressions == []
+    timed = result.table[result.table["time_basis"] != "too short"]
+    assert len(timed) and set(timed["time_basis"]) == {"contended"}
+    assert timed["time_ratio"].isna().all()
+    assert any(
+        note.startswith("time not compared where one side's cells waited") for note in result.notes
+    )
+    assert main(["compare", str(base), str(cur)]) == 0
+    assert "No regressions." in capsys.readouterr().out
+
+
+def test_a_slower_cell_that_did_not_wait_for_a_cpu_is_still_a_time_regression(
+    tmp_path: Path,
+) -> None:
+    """The control: ×4 the wall and ×4 the CPU seconds is the code doing four times the work."""
+    base = write_runs(tmp_path / "base", _with_cpu(make_records(), 1.0, 1.0))
+    slower = write_runs(tmp_path / "slower", _with_cpu(make_records(), 4.0, 4.0))
+    result = compare(base, slower)
+    timed = result.table[result.table["time_basis"] != "too short"]
+    assert len(timed) and set(timed["time_basis"]) == {"calibrated"}
+    assert timed["time_ratio"].tolist() == pytest.approx([4.0] * len(timed))
+    assert len(result.regressions) == len(timed)
+    assert all(": time ×4.00 (calibrated) > ×1.5" in r for r in result.regressions)

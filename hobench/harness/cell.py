@@ -96,8 +96,9 @@ def run_cell(
     budget = Budget(**cell.budget)
     recorder = Recorder(budget)
     status, error, final = "ok", None, {}
-    setup_s, wall_s, device = 0.0, 0.0, cell.device
+    setup_s, wall_s, cpu_s, device = 0.0, 0.0, 0.0, cell.device
     run_start: float | None = None
+    cpu_start = 0.0
     memory = MemoryMeter()  # the worker after its imports, before the task
     compiled_before, cache_before = len(compile_times()), compile_cache_counts()
     loaded_before = packages_loaded()
@@ -114,25 +115,28 @@ def run_cell(
         task.prepare()  # what every strategy's final protocol shares, off the clock
         memory.end_phase()
         setup_s = time.perf_counter() - setup_start
-        run_start = time.perf_counter()
+        run_start, cpu_start = time.perf_counter(), time.process_time()
         budget.start()  # the budget covers the strategy, not data loading
         with default_path(cell.compile):  # the suite's path where the strategy does not say
             strategy.run(task, budget, rng, recorder)
         synchronize(device)
-        wall_s = time.perf_counter() - run_start
+        wall_s, cpu_s = time.perf_counter() - run_start, time.process_time() - cpu_start
         final = _final_metrics(recorder, task)
     except Exception as exc:
         if storage_error(exc):
             raise  # the disk is full, not the cell failed: the runner stops the run
         log.error("cell %s failed", cell.key, exc_info=True)
         if run_start is not None and not wall_s:
-            wall_s = time.perf_counter() - run_start
+            wall_s, cpu_s = time.perf_counter() - run_start, time.process_time() - cpu_start
         status, error, final = "failed", error_line(exc), dict(recorder.final)
 
     cuda = device.startswith("cuda") and torch.cuda.is_available()
     memory.end_phase()
     resources = {
         "wall_s": wall_s,
+        # The process's CPU seconds over wall_s's span: wall_s / cpu_s shows how long the cell
+        # waited for a CPU (a loaded machine), which `compare` reads before gating time.
+        "cpu_s": cpu_s,
         "overrun_s": budget.overrun,  # the search's, not the unbudgeted final protocol's
         "inner_steps": budget.steps_used,
         "cost": budget.cost_used,

@@ -53,6 +53,11 @@ CALIBRATION_TOLERANCE = 1.25
 TIME_FLOOR_S = 1.0
 TOO_SHORT = "too short"
 NOT_COMPARED = "not compared"
+# A calibration measured at a run's start misses load that comes and goes during it (under
+# make test at load 8 the smoke cells ran x3-4.8 slower with calibrations x1.22 apart). So each
+# cell records its CPU seconds too, and a row is timed only where both sides' cells waited for a
+# CPU alike: mean wall_s / mean cpu_s within the calibration tolerance of each other.
+CONTENDED = "contended"
 # Metric direction from the name's ending: +1 higher is better, -1 lower is better. Other final
 # numbers (counts such as `kept`, `stopped_at`, chosen settings) are not quality metrics.
 HIGHER_IS_BETTER = ("acc", "accuracy", "f1", "auc", "precision", "recall")
@@ -323,6 +328,7 @@ class _Gates:
 
     time: bool
     memory_device: bool
+    calibration_tolerance: float
     exact_env: bool
     time_ratio: float
     memory_ratio: float
@@ -373,7 +379,9 @@ def _compare_row(
     row["acc_base"] = _mean(b["final.test_acc"]) if "final.test_acc" in b else math.nan
     row["acc_current"] = _mean(c["final.test_acc"]) if "final.test_acc" in c else math.nan
 
-    row["time_ratio"], row["time_basis"] = _time(b, c, gates.time and same_config)
+    row["time_ratio"], row["time_basis"] = _time(
+        b, c, gates.time and same_config, gates.calibration_tolerance
+    )
     if row["time_ratio"] > gates.time_ratio:  # False for NaN: not compared
         problems.append(
             ("time", f"{name}: time ×{row['time_ratio']:.2f} (calibrated) > ×{gates.time_ratio:g}")
@@ -403,9 +411,10 @@ def _compare_row(
     return row, details, problems
 
 
-def _time(b: pd.DataFrame, c: pd.DataFrame, gated: bool) -> tuple[float, str]:
+def _time(b: pd.DataFrame, c: pd.DataFrame, gated: bool, tolerance: float) -> tuple[float, str]:
     """The calibrated time ratio and its basis; a ratio that cannot be trusted is never shown
-    (NaN, "not compared"), so no one reads a number the gate itself ignores."""
+    (NaN, "not compared", "too short", "contended"), so no one reads a number the gate itself
+    ignores."""
     base_cal, cur_cal = _median(b["calibration_s"]), _median(c["calibration_s"])
     if b.empty or c.empty:
         return math.nan, "–"
@@ -413,8 +422,20 @@ def _time(b: pd.DataFrame, c: pd.DataFrame, gated: bool) -> tuple[float, str]:
         return math.nan, NOT_COMPARED
     if max(_mean(b["resources.wall_s"]), _mean(c["resources.wall_s"])) < TIME_FLOOR_S:
         return math.nan, TOO_SHORT
+    waits = _ratio(_waits(c), _waits(b))
+    if max(waits, 1 / waits) > tolerance:  # False for NaN: records without cpu_s
+        return math.nan, CONTENDED
     time = _ratio(_mean(c["resources.wall_s"]) / cur_cal, _mean(b["resources.wall_s"]) / base_cal)
     return time, "–" if math.isnan(time) else "calibrated"
+
+
+def _waits(frame: pd.DataFrame) -> float:
+    """Mean wall seconds per CPU second of a side's cells: about 1 for a one-thread cell that
+    had a core to itself, more the longer it waited for one; NaN where a record lacks cpu_s."""
+    cpu = _numeric(frame.get("resources.cpu_s", pd.Series(math.nan, index=frame.index)))
+    if cpu.isna().any() or not (cpu > 0).all():
+        return math.nan
+    return _mean(frame["resources.wall_s"]) / _mean(cpu)
 
 
 def _cell_problems(base: pd.DataFrame, cur: pd.DataFrame) -> dict[tuple[str, str], list[Problem]]:
@@ -455,7 +476,9 @@ def compare(
       `acc_tolerance` overrides it for accuracy-like metrics);
     - time regresses when (current mean wall_s / calibration_s) over the baseline's exceeds
       `time_ratio`, gated only when the environments and calibration versions match and all
-      calibrations lie within a factor `calibration_tolerance`; otherwise "not compared";
+      calibrations lie within a factor `calibration_tolerance`; otherwise "not compared"; and
+      not for a row whose cells waited for a CPU longer on one side (mean wall_s / cpu_s more
+      than `calibration_tolerance` apart): "contended";
     - memory regresses when the mean `resources.added_rss_mb` grows by more than `memory_ratio`
       and by more than `MEMORY_FLOOR_MB`, gated when both sides have it on the same device kind.
     A row whose budgets or parameters differ between the sides is shown as "config differs" and
@@ -493,6 +516,7 @@ def compare(
     gates = _Gates(
         time=same_env and same_calibration and steady,
         memory_device=_device_kinds(base) == _device_kinds(cur),
+        calibration_tolerance=calibration_tolerance,
         exact_env=same_env and same_model,
         time_ratio=time_ratio,
         memory_ratio=memory_ratio,
@@ -523,6 +547,12 @@ def compare(
             base_env, cur_env, same_env, same_calibration, spread, calibration_tolerance
         )
         notes.append(f"time {NOT_COMPARED}: {why}")
+    if len(table) and (table["time_basis"] == CONTENDED).any():
+        notes.append(
+            f"time not compared where one side's cells waited for a CPU longer ('{CONTENDED}': "
+            f"wall over CPU seconds more than ×{calibration_tolerance:g} the other side's): the "
+            "load on the machines differed during the runs"
+        )
     if len(table) and (table["time_basis"] == TOO_SHORT).any():
         notes.append(
             f"time not compared where a row's cells take under {TIME_FLOOR_S:g} s on both sides "

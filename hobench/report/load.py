@@ -48,6 +48,7 @@ NUMERIC_COLUMNS = (
     "final.f1",
     "final.n_test",
     "resources.wall_s",
+    "resources.cpu_s",
     "resources.overrun_s",
     "resources.inner_steps",
     "resources.cost",
