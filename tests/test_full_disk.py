@@ -118,11 +118,11 @@ def _mount_namespace() -> bool:
 
 REAL_DISK = """
 set -u
-mount -t tmpfs -o size=64k tmpfs "$DISK"
+mount -t tmpfs -o size=64k tmpfs "$DISK" || exit 77  # not allowed here: skipped
 "$PYTHON" -m hobench run "$SUITE" --quiet --results-dir "$DISK/results"
 echo "rc=$?" >"$OUT/full.rc"
 cp "$DISK/results/runs.jsonl" "$OUT/full.jsonl"
-mount -o remount,size=16m "$DISK"
+mount -o remount,size=16m "$DISK" || exit 1
 "$PYTHON" -m hobench run "$SUITE" --quiet --results-dir "$DISK/results"
 echo "rc=$?" >"$OUT/resumed.rc"
 cp "$DISK/results/runs.jsonl" "$OUT/resumed.jsonl"
@@ -156,6 +156,8 @@ def test_a_real_64_kib_disk_stops_the_run_in_one_line_and_a_rerun_resumes(tmp_pa
         text=True,
         timeout=600,  # a net only: CI machines run at load 6-10
     )
+    if done.returncode == 77:  # a user namespace, but mounting in it is refused (AppArmor)
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()[-300:]}")
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "full.rc").read_text().strip() == "rc=2", done.stderr[-3000:]
     said = [line for line in done.stderr.splitlines() if line.startswith("hobench: error:")]

@@ -235,15 +235,18 @@ def _cache_path() -> Path:
     return Path(root) / "hobench" / "calibration.json"
 
 
+def calibration_key(threads: int) -> str:
+    """What a cached calibration must match to be reused: this setup (host, CPU, torch build)."""
+    setup = (CALIBRATION_VERSION, socket.gethostname(), _cpu_name(), torch.__version__, threads)
+    return "|".join(map(str, setup))
+
+
 def calibrate() -> float:
     """Seconds per unit of the reference workload (see `measure_calibration`), to normalise
     times across machines. A measurement of the same setup (host, CPU, torch build, threads)
     from the last `CALIBRATION_CACHE_S` seconds is reused: every suite run would otherwise
     spend about 3 s on it, and the machine has not changed speed in ten minutes."""
-    key = "|".join(
-        map(str, (CALIBRATION_VERSION, socket.gethostname(), _cpu_name(), torch.__version__,
-                  torch.get_num_threads()))
-    )  # fmt: skip
+    key = calibration_key(torch.get_num_threads())
     path = _cache_path()
     try:
         cached = json.loads(path.read_text(encoding="utf-8")).get(key)

@@ -487,10 +487,10 @@ def _run_locked(
         previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     with _workdir(store) as workdir:
         pool: _Pool | RayPool | None = None
-        if executor[0] == "local":  # the zygote starts: its imports overlap the checks below
-            gpu_slots = _gpu_slots(resolved, jobs)
-            pool = _Pool(suite.name, manifest, data_dir, threads, gpu_slots, workdir, resolved)
         try:
+            if executor[0] == "local":  # the zygote starts: its imports overlap the checks
+                gpu_slots = _gpu_slots(resolved, jobs)
+                pool = _Pool(suite.name, manifest, data_dir, threads, gpu_slots, workdir, resolved)
             check_budgets(todo, data_dir)  # before anything is removed or run; loads the data
             if pool is None:  # a Ray cluster is joined only once the cells are known to fit
                 pool = RayPool(suite.name, manifest, data_dir, threads, resolved, executor[1])

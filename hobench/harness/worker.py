@@ -48,7 +48,9 @@ if os.environ.get(compile_cache.PRELOAD_ENV) == "1":
 
 # What is alive now (torch, the compiler, ~350 000 objects) lives as long as the process: out
 # of the garbage collector's sight, a cell forked from the zygote does not walk it on every full
-# collection (0.17 s each), nor copy the pages it would write its marks on.
+# collection (0.17 s each), nor copy the pages it would write its marks on. The imports'
+# garbage is collected first, not frozen into every cell.
+gc.collect()
 gc.freeze()
 
 
