@@ -240,7 +240,7 @@ def test_the_runner_leaves_the_worker_module_to_the_zygote(tmp_path: Path) -> No
         capture_output=True,
         text=True,
         env=harness_toys.subprocess_env(),
-        timeout=600,
+        timeout=SAFETY_S,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     records = ResultsStore(tmp_path / "out").load()

@@ -55,9 +55,8 @@ def test_a_seeded_rerun_under_load_with_other_jobs_is_bit_identical_and_gates_cl
     calibrations were consulted). (Seed 0's half of the suite keeps make test short.)"""
     # The loaded run reuses the quiet run's calibration, as a run within ten minutes does:
     # the two agree, so only the cells' own waits can keep time out of the gate.
-    quiet_calibration = json.loads((smoke_results / "runs.jsonl").read_text().splitlines()[0])[
-        "manifest"
-    ]["calibration_s"]
+    lines = (smoke_results / "runs.jsonl").read_text().splitlines(keepends=True)
+    quiet_calibration = json.loads(lines[0])["manifest"]["calibration_s"]
     cache = tmp_path / "xdg" / "hobench"
     cache.mkdir(parents=True)
     fresh = {"unit_s": quiet_calibration, "at": time.time()}
@@ -92,7 +91,6 @@ def test_a_seeded_rerun_under_load_with_other_jobs_is_bit_identical_and_gates_cl
 
     quiet = tmp_path / "quiet"  # the quiet run's seed-0 cells: the same cells as the loaded run
     quiet.mkdir()
-    lines = (smoke_results / "runs.jsonl").read_text().splitlines(keepends=True)
     seed0 = [line for line in lines if json.loads(line)["cell"].endswith("/0")]
     (quiet / "runs.jsonl").write_text("".join(seed0))
     gate = hobench("compare", str(quiet), str(tmp_path / "loaded"), "--format", "json")

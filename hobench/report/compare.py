@@ -56,7 +56,8 @@ NOT_COMPARED = "not compared"
 # A calibration measured at a run's start misses load that comes and goes during it (under
 # make test at load 8 the smoke cells ran x3-4.8 slower with calibrations x1.22 apart). So each
 # cell records its CPU seconds too, and a row is timed only where both sides' cells waited for a
-# CPU alike: mean wall_s / mean cpu_s within the calibration tolerance of each other.
+# CPU alike (mean wall_s / mean cpu_s within the calibration tolerance of each other) and, for
+# one-thread cells, hardly at all (a loaded CPU also runs slower per CPU second).
 CONTENDED = "contended"
 # Metric direction from the name's ending: +1 higher is better, -1 lower is better. Other final
 # numbers (counts such as `kept`, `stopped_at`, chosen settings) are not quality metrics.
@@ -422,10 +423,11 @@ def _time(b: pd.DataFrame, c: pd.DataFrame, gated: bool, tolerance: float) -> tu
         return math.nan, NOT_COMPARED
     if max(_mean(b["resources.wall_s"]), _mean(c["resources.wall_s"])) < TIME_FLOOR_S:
         return math.nan, TOO_SHORT
-    waits = _ratio(_waits(c), _waits(b))
-    if waits > 0 and max(waits, 1 / waits) > tolerance:  # False for NaN: no cpu_s, or GPU
+    waits_b, waits_c = _waits(b), _waits(c)
+    apart = _ratio(waits_c, waits_b)
+    if apart > 0 and max(apart, 1 / apart) > tolerance:  # False for NaN: no cpu_s, or GPU
         return math.nan, CONTENDED
-    if _starved(b, tolerance) or _starved(c, tolerance):
+    if _starved(b, waits_b, tolerance) or _starved(c, waits_c, tolerance):
         return math.nan, CONTENDED
     time = _ratio(_mean(c["resources.wall_s"]) / cur_cal, _mean(b["resources.wall_s"]) / base_cal)
     return time, "–" if math.isnan(time) else "calibrated"
@@ -441,12 +443,13 @@ def _waits(frame: pd.DataFrame) -> float:
     return _mean(frame["resources.wall_s"]) / _mean(cpu)
 
 
-def _starved(frame: pd.DataFrame, tolerance: float) -> bool:
+def _starved(frame: pd.DataFrame, waits: float, tolerance: float) -> bool:
     """Whether a side's one-thread cells spent more than `tolerance` wall seconds per CPU
-    second: both sides loaded alike pass the relative test, yet a loaded CPU also runs slower
-    per CPU second (caches shared with the load: x1.2-1.5 under make test at load 8-10)."""
+    second (`waits`, from `_waits`): both sides loaded alike pass the relative test, yet a
+    loaded CPU also runs slower per CPU second (caches shared with the load: x1.2-1.5 under
+    make test at load 8-10)."""
     threads = {m.get("threads") for m in _manifests(frame)}
-    return threads == {1} and _waits(frame) > tolerance  # False for NaN
+    return threads == {1} and waits > tolerance  # False for NaN
 
 
 def _cell_problems(base: pd.DataFrame, cur: pd.DataFrame) -> dict[tuple[str, str], list[Problem]]:
