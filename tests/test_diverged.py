@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from hobench.harness.cell import run_cell
-from hobench.harness.failures import Diverged
-from hobench.harness.suite import Cell
+from hobench.harness.failures import FINAL_DIVERGED, Diverged
+from hobench.harness.suite import Cell, load_suite
 from hobench.registry import TASKS
 from hobench.tasks.base import HyperParam
 from hobench.tasks.knob import single_value_references
@@ -66,3 +67,52 @@ def test_a_reference_grid_that_diverges_everywhere_is_one_line_not_min_of_empty(
     assert str(error.value) == (
         f"all 3 reference-grid values diverged (non-finite validation loss); {FIX}"
     )
+
+
+# The corpus's diverging suite: valid, so the validator passes it, yet every step size in its
+# range overflows a real model (a residual CNN with BatchNorm) within four steps.
+DIVERGING_SUITE = """
+name = "diverging"
+seeds = [0]
+device = "cpu"
+threads = 1
+compile = false
+[budget]
+cost = 5
+[[tasks]]
+kind = "module"
+model = "resnet"
+model_args = {width = 4, stages = 1}
+n_train = 40
+n_val = 20
+n_test = 20
+batch_size = 20
+steps = 4
+tune = ["lr"]
+lr_low = 1e30
+lr_high = 1e35
+lr = 1e32
+"""
+# strategy → the reason its cell must give, given the number of points it recorded
+DIVERGING_REASONS = {
+    "default": lambda n: FINAL_DIVERGED,  # plain training on the defaults: only the final run
+    "random": lambda n: f"all {n} evaluations diverged (non-finite validation loss); {FIX}",
+    "reverse-hg": lambda n: (
+        f"all {n} hyper-iteration{'s' * (n > 1)} diverged (non-finite hypergradient or loss); {FIX}"
+    ),
+    "rtho": lambda n: FINAL_DIVERGED,  # one online run: its replay is what diverges
+}
+
+
+def test_a_valid_suite_whose_every_run_diverges_on_a_real_model_fails_each_cell_with_why(
+    tmp_path: Path,
+) -> None:
+    strategies = "".join(f'[[strategies]]\nkind = "{kind}"\n' for kind in DIVERGING_REASONS)
+    suite_file = tmp_path / "diverging.toml"
+    suite_file.write_text(DIVERGING_SUITE + strategies)
+    suite = load_suite(suite_file)
+    for cell in suite.cells():
+        record = run_cell(cell, suite.name, None, {})
+        points = len(record["trajectory"])
+        assert record["status"] == "failed", cell.strategy_id
+        assert record["error"] == DIVERGING_REASONS[cell.strategy_id](points), cell.strategy_id

@@ -19,6 +19,7 @@ import torch
 
 from hobench.harness import runner
 from hobench.harness.cell import error_line, jsonable, run_cell
+from hobench.harness.failures import FINAL_DIVERGED
 from hobench.harness.measure import DeviceError, peak_rss_mb
 from hobench.harness.runner import _gpu_slots, _interrupts_deferred, _Pool, run_suite
 from hobench.harness.store import ResultsStore, StoreError, dumps
@@ -155,7 +156,7 @@ def test_run_cell_exception_keeps_trajectory() -> None:
 def test_run_cell_nan_is_failed() -> None:
     record = run_cell(cell("toy-nan"), "toys", None, MANIFEST)
     assert record["status"] == "failed"
-    assert record["error"] == "non-finite validation loss"
+    assert record["error"] == FINAL_DIVERGED
     assert record["final"]["val_loss"] is None  # strict JSON: NaN becomes null
     json.dumps(record, allow_nan=False)
 
@@ -196,7 +197,7 @@ def test_failures_are_recorded_and_the_suite_goes_on(tmp_path: Path) -> None:
     assert len(records) == 5
     assert records["q/toy-raise/0"]["error"] == "RuntimeError: planted failure"
     assert len(records["q/toy-raise/0"]["trajectory"]) == 1
-    assert records["q/toy-nan/0"]["error"] == "non-finite validation loss"
+    assert records["q/toy-nan/0"]["error"] == FINAL_DIVERGED
     assert "killed by signal 9 (SIGKILL)" in records["q/toy-kill/0"]["error"]
     # Each cell runs in its own process, so peak memory is the cell's own.
     small = records["q/toy-random/0"]["resources"]["peak_rss_mb"]

@@ -17,7 +17,7 @@ import torch
 
 from hobench.harness.budget import LIMITS, Budget
 from hobench.harness.compile_cache import compile_cache_counts
-from hobench.harness.failures import CellFailure, storage_error
+from hobench.harness.failures import FINAL_DIVERGED, CellFailure, storage_error
 from hobench.harness.measure import MemoryMeter, resolve_device, synchronize
 from hobench.harness.recorder import Recorder, summarise
 from hobench.harness.suite import Cell
@@ -81,7 +81,7 @@ def _final_metrics(recorder: Recorder, task: Any) -> dict[str, Any]:
         raise CellFailure("final metrics have no val_loss")
     val_loss = final["val_loss"]
     if val_loss is None or not math.isfinite(float(val_loss)):
-        raise CellFailure("non-finite validation loss")
+        raise CellFailure(FINAL_DIVERGED)
     if final.get("regret") is None:
         final["regret"] = task.regret(float(val_loss))
     if final.get("test_acc") is not None:

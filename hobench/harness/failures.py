@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Any
 
 DIVERGED_FIX = "lower the learning-rate range"
+# The final protocol trained the answer and got a non-finite loss: the search's own points may
+# have been finite (an online run that blew up late, a replay longer than the search's runs).
+FINAL_DIVERGED = (
+    "non-finite validation loss: the final training on the chosen hyperparameters diverged; "
+    f"{DIVERGED_FIX} (or a gradient strategy's hyper_lr)"
+)
 # I/O errors that say the storage, not the cell, failed: a full disk or quota, a read-only mount.
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 # A worker's exit status for "could not write to the results directory": the runner stops the
