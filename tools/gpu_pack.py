@@ -200,19 +200,22 @@ def fetch(python, names, resolved, out: Path, local: Path, python_version: str) 
     """Each name's wheel at its resolved version in `out`; wheels of other packages or versions
     removed (two versions of one package stop the install)."""
     out.mkdir(parents=True, exist_ok=True)
-    kept = []
-    for name in sorted(names):
-        version = resolved[name]["metadata"]["version"]
+    wanted = {name: resolved[name]["metadata"]["version"] for name in sorted(names)}
+    for name, version in wanted.items():
         # Built here (hobench, source-only packages): always the fresh build, whose version
         # number need not change with its content.
         built = wheel_for(local, name, version)
-        have = Path(shutil.copy2(built, out)) if built else wheel_for(out, name, version)
+        if built:
+            shutil.copy2(built, out)
+    missing = [f"{n}=={v}" for n, v in wanted.items() if wheel_for(out, n, v) is None]
+    if missing:  # one pip for all: a pip per package spent most of the pack starting pips
+        pip(python, "download", "--no-deps", *target_flags(python_version), "-d", str(out),
+            *missing)  # fmt: skip
+    kept = []
+    for name, version in wanted.items():
+        have = wheel_for(out, name, version)
         if have is None:
-            pip(python, "download", "--no-deps", *target_flags(python_version), "-d", str(out),
-                f"{name}=={version}")  # fmt: skip
-            have = wheel_for(out, name, version)
-            if have is None:
-                raise SystemExit(f"gpu-pack: pip downloaded no wheel of {name}=={version}")
+            raise SystemExit(f"gpu-pack: pip downloaded no wheel of {name}=={version}")
         kept.append(have)
     for path in out.glob("*.whl"):
         if path not in kept:
