@@ -177,3 +177,43 @@ def test_a_real_64_kib_disk_stops_the_run_in_one_line_and_a_rerun_resumes(tmp_pa
     records = [json.loads(line) for line in resumed.splitlines()]
     assert sorted(r["seed"] for r in records) == seeds
     assert all(r["status"] == "ok" for r in records)
+
+
+READ_ONLY_DISK = """
+set -u
+mount -t tmpfs -o size=1m tmpfs "$DISK" || exit 77  # not allowed here: skipped
+mkdir "$DISK/results"
+mount -o remount,ro "$DISK" || exit 1
+"$PYTHON" -m hobench run "$SUITE" --results-dir "$DISK/results"
+"""
+
+
+@pytest.mark.skipif(not _mount_namespace(), reason="no mount namespace here (unshare -rm fails)")
+def test_a_read_only_mount_is_refused_in_one_line_before_any_cell_even_for_root(tmp_path):
+    """Root writes into a directory without write permission (test_runner's read-only case
+    skips as root), not into a read-only filesystem: the refusal as root, on a real mount."""
+    suite = write_suite(tmp_path, strategy("toy-random"))
+    (tmp_path / "disk").mkdir()
+    env = {
+        **harness_toys.subprocess_env(),
+        "DISK": str(tmp_path / "disk"),
+        "SUITE": str(suite),
+        "PYTHON": sys.executable,
+    }
+    done = subprocess.run(
+        ["unshare", "-rm", "bash", "-c", READ_ONLY_DISK],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,  # a net only: CI machines run at load 6-10
+    )
+    if done.returncode == 77:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()[-300:]}")
+    results = tmp_path / "disk" / "results"
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        f"hobench: error: StoreError: {results}: results directory is not writable "
+        "(Read-only file system); choose a writable --results-dir"
+    ]
+    assert done.stdout == ""  # no cell started, no progress line

@@ -576,7 +576,7 @@ def test_an_unwritable_results_dir_is_refused_before_any_cell(
         results = tmp_path / "blocker" / "results"
     else:
         if os.geteuid() == 0:
-            pytest.skip("root writes into read-only directories")
+            pytest.skip("root writes into read-only directories (test_full_disk mounts one)")
         results = tmp_path / "results"
         results.mkdir(mode=0o555)
 
