@@ -194,6 +194,15 @@ class ToyNaN(_Toy):
         recorder.finish(val_loss=float("nan"), test_acc=0.5)
 
 
+@STRATEGIES.register("toy-no-loss")
+class ToyNoLoss(_Toy):
+    """Finishes with val_loss None: a strategy's bug, not a divergence."""
+
+    def run(self, task, budget, rng, recorder) -> None:
+        self.evaluate(task, {"x": 0.5}, budget, recorder)
+        recorder.finish(val_loss=None, test_acc=0.5)
+
+
 @STRATEGIES.register("toy-kill")
 class ToyKill(_Toy):
     """Kills its own process, as the out-of-memory killer would."""

@@ -69,7 +69,8 @@ def test_a_reference_grid_that_diverges_everywhere_is_one_line_not_min_of_empty(
     )
 
 
-# The corpus's diverging suite: valid, so the validator passes it, yet every step size in its
+# A valid but diverging suite (the malformed corpus, tests/test_suite.py::MALFORMED, holds the
+# suites the validator refuses): it passes the validator, yet every step size in its
 # range overflows a real model (a residual CNN with BatchNorm) within four steps.
 DIVERGING_SUITE = """
 name = "diverging"

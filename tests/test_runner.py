@@ -161,6 +161,12 @@ def test_run_cell_nan_is_failed() -> None:
     json.dumps(record, allow_nan=False)
 
 
+def test_run_cell_without_a_final_loss_is_failed_but_not_called_diverged() -> None:
+    record = run_cell(cell("toy-no-loss"), "toys", None, MANIFEST)
+    assert record["status"] == "failed"
+    assert record["error"] == "final metrics have val_loss None (the strategy recorded no loss)"
+
+
 def test_run_cell_bad_parameter_is_failed() -> None:
     record = run_cell(cell("toy-random", points="many"), "toys", None, MANIFEST)
     assert record["status"] == "failed" and record["error"].startswith("TypeError: ")

@@ -201,22 +201,23 @@ def fetch(python, names, resolved, out: Path, local: Path, python_version: str) 
     removed (two versions of one package stop the install)."""
     out.mkdir(parents=True, exist_ok=True)
     wanted = {name: resolved[name]["metadata"]["version"] for name in sorted(names)}
+    # Built here (hobench, source-only packages): always the fresh build, whose version number
+    # need not change with its content.
+    copied = {}
     for name, version in wanted.items():
-        # Built here (hobench, source-only packages): always the fresh build, whose version
-        # number need not change with its content.
-        built = wheel_for(local, name, version)
-        if built:
-            shutil.copy2(built, out)
-    missing = [f"{n}=={v}" for n, v in wanted.items() if wheel_for(out, n, v) is None]
+        if built := wheel_for(local, name, version):
+            copied[name] = Path(shutil.copy2(built, out))
+    have = {n: copied.get(n) or wheel_for(out, n, v) for n, v in wanted.items()}
+    missing = [f"{n}=={wanted[n]}" for n, path in have.items() if path is None]
     if missing:  # one pip for all: a pip per package spent most of the pack starting pips
         pip(python, "download", "--no-deps", *target_flags(python_version), "-d", str(out),
             *missing)  # fmt: skip
     kept = []
     for name, version in wanted.items():
-        have = wheel_for(out, name, version)
-        if have is None:
+        path = have[name] or wheel_for(out, name, version)
+        if path is None:
             raise SystemExit(f"gpu-pack: pip downloaded no wheel of {name}=={version}")
-        kept.append(have)
+        kept.append(path)
     for path in out.glob("*.whl"):
         if path not in kept:
             path.unlink()

@@ -80,7 +80,9 @@ def _final_metrics(recorder: Recorder, task: Any) -> dict[str, Any]:
     if "val_loss" not in final:
         raise CellFailure("final metrics have no val_loss")
     val_loss = final["val_loss"]
-    if val_loss is None or not math.isfinite(float(val_loss)):
+    if val_loss is None:
+        raise CellFailure("final metrics have val_loss None (the strategy recorded no loss)")
+    if not math.isfinite(float(val_loss)):
         raise CellFailure(FINAL_DIVERGED)
     if final.get("regret") is None:
         final["regret"] = task.regret(float(val_loss))

@@ -13,7 +13,7 @@ DIVERGED_FIX = "lower the learning-rate range"
 # have been finite (an online run that blew up late, a replay longer than the search's runs).
 FINAL_DIVERGED = (
     "non-finite validation loss: the final training on the chosen hyperparameters diverged; "
-    f"{DIVERGED_FIX} (or a gradient strategy's hyper_lr)"
+    "lower the learning rate (the task's default, or its range) or a gradient strategy's hyper_lr"
 )
 # I/O errors that say the storage, not the cell, failed: a full disk or quota, a read-only mount.
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
