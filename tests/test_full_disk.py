@@ -116,6 +116,31 @@ def _mount_namespace() -> bool:
     return subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0
 
 
+def in_own_mounts(script: str, tmp_path, suite) -> subprocess.CompletedProcess:
+    """Run `script` in a mount namespace of its own, with a mount point $DISK, the suite $SUITE,
+    $OUT for what it leaves; skip where it exits 77 or 78 (mounting or remounting refused)."""
+    (tmp_path / "disk").mkdir()
+    env = {
+        **harness_toys.subprocess_env(),
+        "DISK": str(tmp_path / "disk"),
+        "OUT": str(tmp_path),
+        "SUITE": str(suite),
+        "PYTHON": sys.executable,
+    }
+    done = subprocess.run(
+        ["unshare", "-rm", "bash", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,  # a net only: CI machines run at load 6-10
+    )
+    if done.returncode in (77, 78):  # a user namespace, but mounting in it refused (AppArmor)
+        what = "mount a tmpfs" if done.returncode == 77 else "remount a tmpfs read-only"
+        pytest.skip(f"cannot {what} here: {done.stderr.strip()[-300:]}")
+    return done
+
+
 REAL_DISK = """
 set -u
 mount -t tmpfs -o size=64k tmpfs "$DISK" || exit 77  # not allowed here: skipped
@@ -140,24 +165,7 @@ def test_a_real_64_kib_disk_stops_the_run_in_one_line_and_a_rerun_resumes(tmp_pa
     command runs only the missing cells, the first run's records kept as they were."""
     seeds = list(range(40))
     suite = write_suite(tmp_path, strategy("toy-random"), seeds=str(seeds))
-    (tmp_path / "disk").mkdir()
-    env = {
-        **harness_toys.subprocess_env(),
-        "DISK": str(tmp_path / "disk"),
-        "OUT": str(tmp_path),
-        "SUITE": str(suite),
-        "PYTHON": sys.executable,
-    }
-    done = subprocess.run(
-        ["unshare", "-rm", "bash", "-c", REAL_DISK],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,  # a net only: CI machines run at load 6-10
-    )
-    if done.returncode == 77:  # a user namespace, but mounting in it is refused (AppArmor)
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()[-300:]}")
+    done = in_own_mounts(REAL_DISK, tmp_path, suite)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "full.rc").read_text().strip() == "rc=2", done.stderr[-3000:]
     said = [line for line in done.stderr.splitlines() if line.startswith("hobench: error:")]
@@ -192,25 +200,7 @@ mount -o remount,ro "$DISK" || exit 78  # mounting, but not remounting read-only
 def test_a_read_only_mount_is_refused_in_one_line_before_any_cell_even_for_root(tmp_path):
     """Root writes into a directory without write permission (test_runner's read-only case
     skips as root), not into a read-only filesystem: the refusal as root, on a real mount."""
-    suite = write_suite(tmp_path, strategy("toy-random"))
-    (tmp_path / "disk").mkdir()
-    env = {
-        **harness_toys.subprocess_env(),
-        "DISK": str(tmp_path / "disk"),
-        "SUITE": str(suite),
-        "PYTHON": sys.executable,
-    }
-    done = subprocess.run(
-        ["unshare", "-rm", "bash", "-c", READ_ONLY_DISK],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,  # a net only: CI machines run at load 6-10
-    )
-    if done.returncode in (77, 78):
-        what = "mount a tmpfs" if done.returncode == 77 else "remount a tmpfs read-only"
-        pytest.skip(f"cannot {what} here: {done.stderr.strip()[-300:]}")
+    done = in_own_mounts(READ_ONLY_DISK, tmp_path, write_suite(tmp_path, strategy("toy-random")))
     results = tmp_path / "disk" / "results"
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.splitlines() == [
