@@ -7,10 +7,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from hobench.harness.measure import calibration_key
+from hobench.harness.measure import remember_calibration
 from tests.conftest import hobench
 
 
@@ -57,11 +56,8 @@ def test_a_seeded_rerun_under_load_with_other_jobs_is_bit_identical_and_gates_cl
     # the two agree, so only the cells' own waits can keep time out of the gate.
     lines = (smoke_results / "runs.jsonl").read_text().splitlines(keepends=True)
     quiet_calibration = json.loads(lines[0])["manifest"]["calibration_s"]
-    cache = tmp_path / "xdg" / "hobench"
-    cache.mkdir(parents=True)
-    fresh = {"unit_s": quiet_calibration, "at": time.time()}
-    (cache / "calibration.json").write_text(json.dumps({calibration_key(1): fresh}))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(cache.parent))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    remember_calibration(quiet_calibration, threads=1)
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(3)]
     try:
         again = hobench(

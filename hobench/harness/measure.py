@@ -235,10 +235,17 @@ def _cache_path() -> Path:
     return Path(root) / "hobench" / "calibration.json"
 
 
-def calibration_key(threads: int) -> str:
+def _calibration_key(threads: int) -> str:
     """What a cached calibration must match to be reused: this setup (host, CPU, torch build)."""
     setup = (CALIBRATION_VERSION, socket.gethostname(), _cpu_name(), torch.__version__, threads)
     return "|".join(map(str, setup))
+
+
+def remember_calibration(unit_s: float, threads: int) -> None:
+    """Cache `unit_s` as this setup's calibration, measured now, for `calibrate` to reuse."""
+    entry = {_calibration_key(threads): {"unit_s": unit_s, "at": time.time()}}
+    with contextlib.suppress(OSError):  # best effort: a read-only home costs the next run 3 s
+        write_atomic(_cache_path(), json.dumps(entry))
 
 
 def calibrate() -> float:
@@ -246,17 +253,16 @@ def calibrate() -> float:
     times across machines. A measurement of the same setup (host, CPU, torch build, threads)
     from the last `CALIBRATION_CACHE_S` seconds is reused: every suite run would otherwise
     spend about 3 s on it, and the machine has not changed speed in ten minutes."""
-    key = calibration_key(torch.get_num_threads())
-    path = _cache_path()
+    threads = torch.get_num_threads()
     try:
-        cached = json.loads(path.read_text(encoding="utf-8")).get(key)
+        saved = json.loads(_cache_path().read_text(encoding="utf-8"))
+        cached = saved.get(_calibration_key(threads))
         if cached and 0 <= time.time() - cached["at"] < CALIBRATION_CACHE_S:
             return float(cached["unit_s"])
     except (OSError, ValueError, AttributeError, KeyError, TypeError):
         pass
     unit_s = measure_calibration().unit_s
-    with contextlib.suppress(OSError):  # best effort: a read-only home costs the next run 3 s
-        write_atomic(path, json.dumps({key: {"unit_s": unit_s, "at": time.time()}}))
+    remember_calibration(unit_s, threads)
     return unit_s
 
 
